@@ -1,0 +1,24 @@
+package main
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "yard",
+		Short: "Run and inspect Switchyard: gRPC over ZooKeeper, messaging over NATS",
+		Long: `yard runs and inspects Switchyard.
+
+  yard up        start ZooKeeper and NATS for development, until Ctrl-C
+  yard version   print the version`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newVersionCmd(), newUpCmd())
+	return root
+}
