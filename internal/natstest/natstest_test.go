@@ -115,7 +115,7 @@ func TestCoreRequestReply(t *testing.T) {
 func TestClusterStreamSurvivesNodeLoss(t *testing.T) {
 	cluster := natstest.StartCluster(t, 3)
 	nc := natstest.Connect(t, cluster.ClientURL())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	js, err := jetstream.New(nc)
@@ -129,8 +129,11 @@ func TestClusterStreamSurvivesNodeLoss(t *testing.T) {
 	publish := func(i int) {
 		t.Helper()
 		var err error
-		for range 100 { // through the leader election: bounded retries
-			if _, err = js.Publish(ctx, "events.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i))); err == nil {
+		for range 30 { // through the leader election: bounded retries, each bounded in time
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = js.Publish(actx, "events.x", []byte(fmt.Sprint(i)), jetstream.WithMsgID(fmt.Sprint(i)))
+			cancel()
+			if err == nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
