@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,4 +260,18 @@ func DeleteAll(conn *zk.Conn, path string) error {
 		return err
 	}
 	return nil
+}
+
+// Logger returns a logger that writes to tb's log (shown for failing or
+// verbose tests). Lines logged after tb ended are dropped.
+func Logger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	defer func() { _ = recover() }()
+	w.tb.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }

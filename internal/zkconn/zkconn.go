@@ -1,0 +1,178 @@
+// Package zkconn owns a ZooKeeper connection and tells the packages that
+// share it when its session changes.
+//
+// go-zookeeper delivers session events on one channel, to one reader. The
+// registry's registrations and watchers each need to know when the session
+// was lost (expired: its ephemeral nodes and watches are gone) as opposed to
+// merely disconnected and reconnected (nodes and watches survive). Conn
+// reads the channel and gives each subscriber a coalescing notification:
+// a subscriber that wakes reads State and Session and compares the session
+// id with the one it knew, so a burst of events is one wake-up and a new
+// session is never missed, however slow the subscriber.
+package zkconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// ErrClosed is returned by calls on a closed Conn.
+var ErrClosed = errors.New("zkconn: closed")
+
+// Conn is a ZooKeeper connection whose session changes can be subscribed
+// to. It is safe for concurrent use.
+type Conn struct {
+	zk      *zk.Conn
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	subs   map[chan struct{}]struct{}
+	closed bool
+
+	done chan struct{} // closed when the event reader has returned
+}
+
+// Dial connects to the ZooKeeper servers in connect ("host:port,...") and
+// returns once it has a session, or fails when ctx ends first. The session
+// timeout is what the client asks for; the servers may grant a different
+// one (see SessionTimeout).
+func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, log *slog.Logger) (*Conn, error) {
+	servers, err := ParseConnectString(connect)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	zc, events, err := zk.Connect(servers, sessionTimeout, zk.WithLogger(zkLogger{log}), zk.WithLogInfo(false))
+	if err != nil {
+		return nil, fmt.Errorf("zkconn: %w", err)
+	}
+	c := &Conn{zk: zc, timeout: sessionTimeout, log: log, subs: map[chan struct{}]struct{}{}, done: make(chan struct{})}
+	first := make(chan struct{})
+	go c.read(events, first)
+	select {
+	case <-first:
+		return c, nil
+	case <-ctx.Done():
+		c.Close()
+		return nil, fmt.Errorf("zkconn: no session with %s: %w", connect, ctx.Err())
+	}
+}
+
+// ParseConnectString splits "host:port,host:port" and checks each part.
+func ParseConnectString(connect string) ([]string, error) {
+	if strings.TrimSpace(connect) == "" {
+		return nil, errors.New("zkconn: empty ZooKeeper address")
+	}
+	servers := strings.Split(connect, ",")
+	for _, s := range servers {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("zkconn: ZooKeeper address %q is not host:port", s)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("zkconn: ZooKeeper address %q has no valid port", s)
+		}
+	}
+	return servers, nil
+}
+
+// read forwards session events until go-zookeeper closes the channel.
+func (c *Conn) read(events <-chan zk.Event, first chan struct{}) {
+	defer close(c.done)
+	for ev := range events {
+		if ev.Type != zk.EventSession {
+			continue
+		}
+		if ev.State == zk.StateHasSession && first != nil {
+			close(first)
+			first = nil
+		}
+		switch ev.State {
+		case zk.StateExpired:
+			c.log.Warn("zookeeper session expired", "server", ev.Server)
+		case zk.StateDisconnected:
+			c.log.Info("zookeeper disconnected", "server", ev.Server)
+		case zk.StateHasSession:
+			c.log.Debug("zookeeper session", "id", fmt.Sprintf("%#x", c.zk.SessionID()), "server", ev.Server)
+		}
+		c.mu.Lock()
+		for ch := range c.subs {
+			select {
+			case ch <- struct{}{}:
+			default: // a wake-up is already pending
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// ZK returns the underlying connection. Callers must not close it.
+func (c *Conn) ZK() *zk.Conn { return c.zk }
+
+// Session returns the current session id, 0 while there is none.
+func (c *Conn) Session() int64 { return c.zk.SessionID() }
+
+// State returns the connection state.
+func (c *Conn) State() zk.State { return c.zk.State() }
+
+// Connected reports whether the connection has a live session now.
+func (c *Conn) Connected() bool { return c.zk.State() == zk.StateHasSession }
+
+// SessionTimeout returns the session timeout the client asked for.
+func (c *Conn) SessionTimeout() time.Duration { return c.timeout }
+
+// Subscribe returns a channel that receives a value after any session
+// event (connected, disconnected, expired, new session); wake-ups that
+// arrive while one is pending are merged. cancel ends the subscription.
+func (c *Conn) Subscribe() (notify <-chan struct{}, cancel func()) {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	if !c.closed {
+		c.subs[ch] = struct{}{}
+	}
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.subs, ch)
+		c.mu.Unlock()
+	}
+}
+
+// Done is closed once the connection is closed and its reader has stopped.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Close closes the connection, which ends its session (deleting its
+// ephemeral nodes), and waits for the event reader to stop. It is safe to
+// call more than once.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	already := c.closed
+	c.closed = true
+	c.subs = map[chan struct{}]struct{}{}
+	c.mu.Unlock()
+	if !already {
+		c.zk.Close()
+	}
+	<-c.done
+	return nil
+}
+
+// zkLogger sends go-zookeeper's log lines to slog at debug level: they
+// describe reconnect attempts, which Conn reports itself.
+type zkLogger struct{ log *slog.Logger }
+
+func (l zkLogger) Printf(format string, args ...any) {
+	l.log.Debug("zookeeper: " + fmt.Sprintf(format, args...))
+}

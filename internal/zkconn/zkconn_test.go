@@ -1,0 +1,77 @@
+package zkconn_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/zkconn"
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+)
+
+func TestMain(m *testing.M) { zktest.Main(m) }
+
+func TestParseConnectString(t *testing.T) {
+	tests := []struct {
+		in string
+		ok bool
+	}{
+		{"127.0.0.1:2181", true},
+		{"a:1,b:2,[::1]:3", true},
+		{"", false},
+		{"host", false},
+		{"host:", false},
+		{":2181", false},
+		{"host:port", false},
+		{"host:70000", false},
+		{"a:1,,b:2", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if _, err := zkconn.ParseConnectString(tt.in); (err == nil) != tt.ok {
+				t.Fatalf("ParseConnectString(%q) = %v, want ok=%v", tt.in, err, tt.ok)
+			}
+		})
+	}
+}
+
+func TestDialUnreachableEndsWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := zkconn.Dial(ctx, "127.0.0.1:1", time.Second, zktest.Logger(t))
+	if err == nil || !strings.Contains(err.Error(), "no session") {
+		t.Fatalf("Dial to a closed port: %v", err)
+	}
+}
+
+// TestSubscribeSeesNewSession partitions a connection past its session
+// timeout: a subscriber is woken and finds a new session id afterwards.
+func TestSubscribeSeesNewSession(t *testing.T) {
+	proxy := zktest.NewProxy(t, zktest.Shared(t).Addr(0))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := zkconn.Dial(ctx, proxy.Addr(), time.Second, zktest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	first := c.Session()
+	notify, unsubscribe := c.Subscribe()
+	defer unsubscribe()
+
+	proxy.Cut()
+	time.Sleep(2500 * time.Millisecond) // past the session timeout
+	proxy.Heal()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case <-notify:
+			if c.Connected() && c.Session() != first && c.Session() != 0 {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no new session 15s after healing (session %#x, state %v)", c.Session(), c.State())
+		}
+	}
+}

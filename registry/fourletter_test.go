@@ -1,0 +1,30 @@
+package registry_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/switchyard-dev/switchyard/internal/zkserver"
+)
+
+func zkFourLetter(ctx context.Context, addr, cmd string) (string, error) {
+	return zkserver.FourLetter(ctx, addr, cmd)
+}
+
+// watchesOf reads "wchc" output (a session id line, then a tab-indented
+// line per watched path) and returns the paths watched by session.
+func watchesOf(wchc string, session int64) []string {
+	var out []string
+	mine := false
+	for _, line := range strings.Split(wchc, "\n") {
+		if strings.HasPrefix(line, "\t") {
+			if mine {
+				out = append(out, strings.TrimSpace(line))
+			}
+			continue
+		}
+		mine = strings.TrimSpace(line) == fmt.Sprintf("0x%x", session)
+	}
+	return out
+}
