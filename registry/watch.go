@@ -217,15 +217,22 @@ type listing struct {
 	problems  []error
 }
 
-// read lists the service's instances, arming the children and data watches
-// that are not armed. A service that does not exist yet is empty, with an
-// exists watch for its creation in place of the children watch.
+// read lists the service's instances, arming the children and data
+// watches that are not armed (nil). A service that does not exist yet is
+// empty, with an exists watch for its creation in place of the children
+// watch.
 func (s *serviceWatch) read(childCh, dataCh *<-chan zk.Event) (listing, error) {
-	zc := s.c.conn.ZK()
-	parent := instancesPath(s.service)
+	return readService(s.c.conn.ZK(), s.service, childCh, dataCh)
+}
+
+// readService reads a service. childCh and dataCh, if not nil, point at
+// watch channels: a nil one is armed by the read (and set), a set one is
+// left alone; nil pointers mean a read without watches.
+func readService(zc *zk.Conn, service string, childCh, dataCh *<-chan zk.Event) (listing, error) {
+	parent := instancesPath(service)
 	var children []string
 	var err error
-	if *childCh == nil {
+	if childCh != nil && *childCh == nil {
 		var ch <-chan zk.Event
 		children, _, ch, err = zc.ChildrenW(parent)
 		if err == nil {
@@ -235,6 +242,9 @@ func (s *serviceWatch) read(childCh, dataCh *<-chan zk.Event) (listing, error) {
 		children, _, err = zc.Children(parent)
 	}
 	if errors.Is(err, zk.ErrNoNode) {
+		if childCh == nil {
+			return listing{instances: map[string]*registryv1.Instance{}}, nil
+		}
 		ok, _, ch, err := zc.ExistsW(parent)
 		if err != nil {
 			return listing{}, err
@@ -249,7 +259,7 @@ func (s *serviceWatch) read(childCh, dataCh *<-chan zk.Event) (listing, error) {
 		return listing{}, err
 	}
 	var data []byte
-	if *dataCh == nil {
+	if dataCh != nil && *dataCh == nil {
 		var ch <-chan zk.Event
 		data, _, ch, err = zc.GetW(parent)
 		if err == nil {
@@ -279,13 +289,13 @@ func (s *serviceWatch) read(childCh, dataCh *<-chan zk.Event) (listing, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			b, _, err := zc.Get(instancePath(s.service, id))
+			b, _, err := zc.Get(instancePath(service, id))
 			switch {
 			case errors.Is(err, zk.ErrNoNode): // gone meanwhile; the children watch fires
 			case err != nil:
 				results[i].err = err
 			default:
-				results[i].inst, results[i].err = DecodeInstance(s.service, id, b)
+				results[i].inst, results[i].err = DecodeInstance(service, id, b)
 			}
 		})
 	}

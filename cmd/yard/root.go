@@ -12,13 +12,15 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Run and inspect Switchyard: gRPC over ZooKeeper, messaging over NATS",
 		Long: `yard runs and inspects Switchyard.
 
-  yard up        start ZooKeeper and NATS for development, until Ctrl-C
-  yard version   print the version`,
+  yard up          start ZooKeeper and NATS for development, until Ctrl-C
+  yard zk status   show the mode, zxid and load of every ZooKeeper server
+  yard version     print the version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCmd(), newUpCmd())
+	root.AddCommand(newZKCmd())
 	return root
 }

@@ -70,22 +70,37 @@ func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, log
 	}
 }
 
-// ParseConnectString splits "host:port,host:port" and checks each part.
+// ParseConnectString splits a connect string ("host:port,host:port") into
+// its server addresses, checking that each has a host and a port from 1 to
+// 65535, so that a typo fails here rather than as a dial error per server.
+// A chroot suffix ("/app") is refused: go-zookeeper would not apply it.
 func ParseConnectString(connect string) ([]string, error) {
-	if strings.TrimSpace(connect) == "" {
-		return nil, errors.New("zkconn: empty ZooKeeper address")
+	connect = strings.TrimSpace(connect)
+	if connect == "" {
+		return nil, errors.New("zkconn: empty connect string, want host:port[,host:port...]")
 	}
-	servers := strings.Split(connect, ",")
-	for _, s := range servers {
-		host, port, err := net.SplitHostPort(s)
-		if err != nil || host == "" {
-			return nil, fmt.Errorf("zkconn: ZooKeeper address %q is not host:port", s)
-		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("zkconn: ZooKeeper address %q has no valid port", s)
-		}
+	if i := strings.IndexByte(connect, '/'); i >= 0 {
+		return nil, fmt.Errorf("zkconn: connect string %q has a chroot suffix %q, which is not supported", connect, connect[i:])
 	}
-	return servers, nil
+	var addrs []string
+	for a := range strings.SplitSeq(connect, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, errors.New("zkconn: empty server address, want host:port[,host:port...]")
+		}
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("zkconn: server %q: %w", a, err)
+		}
+		if host == "" {
+			return nil, fmt.Errorf("zkconn: server %q: missing host", a)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("zkconn: server %q: port %q is not a number from 1 to 65535", a, port)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
 }
 
 // read forwards session events until go-zookeeper closes the channel.

@@ -19,6 +19,8 @@ func TestParseConnectString(t *testing.T) {
 	}{
 		{"127.0.0.1:2181", true},
 		{"a:1,b:2,[::1]:3", true},
+		{" a:1 , b:2 ", true},
+		{"a:1,b:2/app", false},
 		{"", false},
 		{"host", false},
 		{"host:", false},
