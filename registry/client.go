@@ -55,8 +55,9 @@ func WithCheckInterval(d time.Duration) Option { return func(o *options) { o.che
 // jittered).
 func WithRelistInterval(d time.Duration) Option { return func(o *options) { o.relistInterval = d } }
 
-// WithCoalesce sets how long a watch waits after an event for more before
-// it re-reads the service (default 10ms), so a burst of changes is one read.
+// WithCoalesce sets the shortest time between two reads of a service by a
+// watch (default 2ms): a change after a quiet spell is read at once, a
+// burst of changes costs one read per window.
 func WithCoalesce(d time.Duration) Option { return func(o *options) { o.coalesce = d } }
 
 // WithProtection sets the last-known-good protection: when instances vanish
@@ -77,7 +78,7 @@ func Dial(ctx context.Context, connect string, opts ...Option) (*Client, error) 
 		sessionTimeout: 10 * time.Second,
 		checkInterval:  10 * time.Second,
 		relistInterval: 30 * time.Second,
-		coalesce:       10 * time.Millisecond,
+		coalesce:       2 * time.Millisecond,
 		protectRatio:   0.5,
 		holdFor:        30 * time.Second,
 		log:            slog.Default(),

@@ -146,8 +146,9 @@ func (s *serviceWatch) halt() {
 }
 
 // run keeps the snapshot current until halt. Any event — a watch firing,
-// a session change, the periodic timer — schedules one re-read a short
-// coalescing delay later, so a burst of changes costs one read.
+// a session change, the periodic timer — schedules a re-read: at once if
+// none ran within the coalescing window, else at the window's end, so a
+// lone change is seen without delay and a burst costs one read per window.
 func (s *serviceWatch) run() {
 	defer close(s.done)
 	opts := s.c.opts
@@ -162,7 +163,8 @@ func (s *serviceWatch) run() {
 	defer periodic.Stop()
 	var holdC <-chan time.Time
 	backoff := 50 * time.Millisecond
-	schedule := func(d time.Duration) { due.Reset(d) }
+	var lastRead time.Time
+	schedule := func(d time.Duration) { due.Reset(max(d, time.Until(lastRead.Add(opts.coalesce)))) }
 
 	for {
 		select {
@@ -170,10 +172,10 @@ func (s *serviceWatch) run() {
 			return
 		case <-childCh:
 			childCh = nil
-			schedule(opts.coalesce)
+			schedule(0)
 		case <-dataCh:
 			dataCh = nil
-			schedule(opts.coalesce)
+			schedule(0)
 		case <-notify:
 			if !s.c.conn.Connected() {
 				s.setStale(true)
@@ -184,7 +186,7 @@ func (s *serviceWatch) run() {
 				session = sid
 				childCh, dataCh = nil, nil
 			}
-			schedule(opts.coalesce)
+			schedule(0)
 		case <-periodic.C:
 			schedule(0)
 		case <-holdC:
@@ -195,6 +197,7 @@ func (s *serviceWatch) run() {
 				s.setStale(true)
 				continue // the session event will schedule a read
 			}
+			lastRead = time.Now()
 			list, err := s.read(&childCh, &dataCh)
 			if err != nil {
 				s.c.opts.log.Warn("registry: reading service", "service", s.service, "err", err)
