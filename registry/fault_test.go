@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/switchyard-dev/switchyard/internal/zktest"
-	"github.com/switchyard-dev/switchyard/registry"
 	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
+	"github.com/switchyard-dev/switchyard/registry"
 )
 
 // TestEnsembleLeaderLoss kills the leader of a 3-server ensemble: the
