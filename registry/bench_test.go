@@ -116,19 +116,23 @@ func registryConvergence(b *testing.B, connect string, n int) []time.Duration {
 // client watching the service holds ZooKeeper watches on ("wchc" lists
 // each path once per session, whether its data, its children or both are
 // watched; the one path here carries both).
-func watchedPathsFor100(b *testing.B, srv interface{ Addr(int) string }) int {
-	svc := fmt.Sprintf("bench.watches.%d", time.Now().UnixNano())
-	server, client := dial(b, srv.Addr(0)), dial(b, srv.Addr(0))
+func watchedPathsFor100(tb testing.TB, srv interface{ Addr(int) string }) int {
+	tb.Helper()
+	svc := fmt.Sprintf("test.watches.%d", time.Now().UnixNano())
+	server, client := dial(tb, srv.Addr(0)), dial(tb, srv.Addr(0))
 	for i := range 100 {
-		register(b, server, instance(svc, fmt.Sprintf("i%03d", i), fmt.Sprintf("127.0.0.1:%d", 10000+i)))
+		register(tb, server, instance(svc, fmt.Sprintf("i%03d", i), fmt.Sprintf("127.0.0.1:%d", 10000+i)))
 	}
-	w := watch(b, client, svc)
-	await(b, w, "100 instances", func(s registry.Snapshot) bool { return len(s.Instances) == 100 })
+	// Two watchers of one service on one client share its watch.
+	for range 2 {
+		w := watch(tb, client, svc)
+		await(tb, w, "100 instances", func(s registry.Snapshot) bool { return len(s.Instances) == 100 })
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	wchc, err := zkFourLetter(ctx, srv.Addr(0), "wchc")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return len(watchesOf(wchc, client.SessionID()))
 }

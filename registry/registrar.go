@@ -86,15 +86,24 @@ func (c *Client) Register(ctx context.Context, inst *registryv1.Instance) (*Regi
 
 // ensureUntil retries ensure while ZooKeeper is unreachable, until ctx ends.
 func (r *Registration) ensureUntil(ctx context.Context) error {
+	return retry(ctx, "registering "+r.path, func() (bool, error) {
+		err := r.ensure()
+		return errors.Is(err, ErrNotConnected) || errors.Is(err, zk.ErrConnectionClosed), err
+	})
+}
+
+// retry calls fn, with a growing pause, for as long as it returns an error
+// it calls transient and ctx lasts.
+func retry(ctx context.Context, what string, fn func() (transient bool, err error)) error {
 	wait := 50 * time.Millisecond
 	for {
-		err := r.ensure()
-		if err == nil || !errors.Is(err, ErrNotConnected) && !errors.Is(err, zk.ErrConnectionClosed) {
+		transient, err := fn()
+		if err == nil || !transient {
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("registry: registering %s: %w (last: %w)", r.path, ctx.Err(), err)
+			return fmt.Errorf("registry: %s: %w (last: %w)", what, ctx.Err(), err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, time.Second)
@@ -157,19 +166,9 @@ func (r *Registration) Deregister(ctx context.Context) error {
 	r.halt()
 	r.forget()
 	svc, id := r.inst.GetService(), r.inst.GetId()
-	wait := 50 * time.Millisecond
-	for {
-		err := r.remove(svc, id)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("registry: deregistering %s: %w (last: %w)", r.path, ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Second)
-	}
+	return retry(ctx, "deregistering "+r.path, func() (bool, error) {
+		return true, r.remove(svc, id)
+	})
 }
 
 func (r *Registration) remove(svc, id string) error {

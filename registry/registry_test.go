@@ -470,29 +470,10 @@ func TestProtectionHoldsVanishedInstances(t *testing.T) {
 }
 
 // TestWatchesPerService registers 100 instances and checks that a client
-// watching the service holds two ZooKeeper watches for it (the children of
-// its instances node and that node's data), not one per instance.
+// watching the service (twice) holds watches on one path, the service's
+// instances node (its children and its data), not one per instance.
 func TestWatchesPerService(t *testing.T) {
-	srv := zktest.Shared(t)
-	svc := service(t)
-	server := dial(t, srv.ConnectString())
-	for i := range 100 {
-		register(t, server, instance(svc, fmt.Sprintf("i%03d", i), fmt.Sprintf("127.0.0.1:%d", 10000+i)))
-	}
-	client := dial(t, srv.ConnectString())
-	w1, w2 := watch(t, client, svc), watch(t, client, svc)
-	await(t, w1, "100 instances", func(s registry.Snapshot) bool { return len(s.Instances) == 100 })
-	await(t, w2, "100 instances", func(s registry.Snapshot) bool { return len(s.Instances) == 100 })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	wchc, err := zkFourLetter(ctx, srv.Addr(0), "wchc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	paths := watchesOf(wchc, client.SessionID())
-	want := []string{registry.Root + "/" + svc + "/instances"}
-	if len(paths) != 1 || paths[0] != want[0] {
-		t.Fatalf("client session watches %v, want exactly %v (one children and one data watch on it)", paths, want)
+	if n := watchedPathsFor100(t, zktest.Shared(t)); n != 1 {
+		t.Fatalf("a client watching a service of 100 instances watches %d paths, want 1", n)
 	}
 }
