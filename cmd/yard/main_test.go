@@ -92,56 +92,8 @@ func TestUpStopsEverything(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tmp := t.TempDir()
 			cmd := yardCmd(t, tmp, tt.args...)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			lines := make(chan string)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					lines <- sc.Text()
-				}
-				close(lines)
-				exited <- cmd.Wait()
-			}()
-			t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-			env := map[string]string{}
-			var pids []int
-			timeout := time.After(2 * time.Minute)
-		read:
-			for {
-				select {
-				case line, ok := <-lines:
-					if !ok {
-						t.Fatalf("yard up ended before it was ready: %v\n%s", <-exited, stderr.String())
-					}
-					if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok && strings.HasPrefix(line, "export ") {
-						env[k] = v
-					}
-					if _, after, ok := strings.Cut(line, "pid "); ok {
-						for p := range strings.SplitSeq(strings.TrimSuffix(after, ")"), ",") {
-							pid, err := strconv.Atoi(p)
-							if err != nil {
-								t.Fatalf("pid line %q: %v", line, err)
-							}
-							pids = append(pids, pid)
-						}
-					}
-					if strings.HasPrefix(line, "Ctrl-C") {
-						break read
-					}
-				case <-timeout:
-					t.Fatalf("yard up not ready after 2 minutes\n%s", stderr.String())
-				}
-			}
+			up := startUp(t, cmd)
+			env, pids := up.env, up.pids
 			wantServers := 1
 			if len(tt.args) > 1 {
 				wantServers = 3
@@ -154,17 +106,13 @@ func TestUpStopsEverything(t *testing.T) {
 			if err := cmd.Process.Signal(tt.sig); err != nil {
 				t.Fatal(err)
 			}
-			go func() {
-				for range lines {
-				}
-			}()
 			select {
-			case err := <-exited:
+			case err := <-up.exited:
 				if tt.sig == syscall.SIGKILL {
 					break
 				}
 				if err != nil {
-					t.Fatalf("yard up exited with %v after %v\n%s", err, tt.sig, stderr.String())
+					t.Fatalf("yard up exited with %v after %v\n%s", err, tt.sig, up.stderr.String())
 				}
 			case <-time.After(time.Minute):
 				t.Fatalf("yard up still running a minute after %v", tt.sig)
@@ -197,6 +145,72 @@ func TestUpStopsEverything(t *testing.T) {
 				t.Errorf("left behind in TMPDIR: %s", filepath.Join(tmp, e.Name()))
 			}
 		})
+	}
+}
+
+// runningUp is a started `yard up` process that has printed its addresses.
+type runningUp struct {
+	env    map[string]string // the export lines: SWITCHYARD_ZK, SWITCHYARD_NATS
+	pids   []int             // ZooKeeper server pids
+	stderr *bytes.Buffer
+	exited <-chan error // receives cmd.Wait's result
+}
+
+// startUp starts cmd (a `yard up` made by yardCmd) and reads its output
+// until it is ready. The process is killed when t ends, if still running.
+func startUp(t *testing.T, cmd *exec.Cmd) *runningUp {
+	t.Helper()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &runningUp{env: map[string]string{}, stderr: &bytes.Buffer{}}
+	cmd.Stderr = up.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	up.exited = exited
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("yard up ended before it was ready: %v\n%s", <-exited, up.stderr.String())
+			}
+			if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok && strings.HasPrefix(line, "export ") {
+				up.env[k] = v
+			}
+			if _, after, ok := strings.Cut(line, "pid "); ok {
+				for p := range strings.SplitSeq(strings.TrimSuffix(after, ")"), ",") {
+					pid, err := strconv.Atoi(p)
+					if err != nil {
+						t.Fatalf("pid line %q: %v", line, err)
+					}
+					up.pids = append(up.pids, pid)
+				}
+			}
+			if strings.HasPrefix(line, "Ctrl-C") {
+				go func() { // keep the pipe drained until yard exits
+					for range lines {
+					}
+				}()
+				return up
+			}
+		case <-timeout:
+			t.Fatalf("yard up not ready after 2 minutes\n%s", up.stderr.String())
+		}
 	}
 }
 
