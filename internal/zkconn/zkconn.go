@@ -54,7 +54,8 @@ func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, log
 	if log == nil {
 		log = slog.Default()
 	}
-	zc, events, err := zk.Connect(servers, sessionTimeout, zk.WithLogger(zkLogger{log}), zk.WithLogInfo(false))
+	zc, events, err := zk.Connect(servers, sessionTimeout,
+		zk.WithLogger(zkLogger{log}), zk.WithLogInfo(false), zk.WithDialer(dialer(sessionTimeout)))
 	if err != nil {
 		return nil, fmt.Errorf("zkconn: %w", err)
 	}
@@ -182,6 +183,46 @@ func (c *Conn) Close() error {
 	}
 	<-c.done
 	return nil
+}
+
+// dialer returns a go-zookeeper Dialer whose connections bound the
+// session handshake. go-zookeeper waits for the server's connect response
+// for ten times two thirds of the session timeout (66s for a 10s session).
+// A ZooKeeper that is starting up accepts TCP connections before it serves
+// and may leave the handshake unanswered, so after a server restart a
+// client could sit that long on a dead connection instead of retrying. The
+// connection caps that first read at two thirds of the session timeout
+// (at least a second), as ZooKeeper's own client bounds its connect.
+func dialer(sessionTimeout time.Duration) zk.Dialer {
+	limit := max(sessionTimeout*2/3, time.Second)
+	return func(network, address string, timeout time.Duration) (net.Conn, error) {
+		conn, err := net.DialTimeout(network, address, timeout)
+		if err != nil {
+			return nil, err
+		}
+		return &handshakeConn{Conn: conn, limit: limit}, nil
+	}
+}
+
+// handshakeConn caps the first read deadline set on it, the handshake's.
+type handshakeConn struct {
+	net.Conn
+	limit time.Duration
+
+	mu     sync.Mutex
+	capped bool
+}
+
+func (c *handshakeConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	if !c.capped && !t.IsZero() {
+		c.capped = true
+		if lim := time.Now().Add(c.limit); t.After(lim) {
+			t = lim
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
 }
 
 // zkLogger sends go-zookeeper's log lines to slog at debug level: they

@@ -2,7 +2,10 @@ package zkconn_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,4 +79,60 @@ func TestSubscribeSeesNewSession(t *testing.T) {
 			t.Fatalf("no new session 15s after healing (session %#x, state %v)", c.Session(), c.State())
 		}
 	}
+}
+
+// TestDialSurvivesStalledHandshake puts a listener in front of ZooKeeper
+// that, like a server still starting, accepts connections but leaves them
+// unanswered for a while before it serves. Dial must give up on the
+// stalled connection after about two thirds of the session timeout and
+// retry, not wait go-zookeeper's ten times that (13s here).
+func TestDialSurvivesStalledHandshake(t *testing.T) {
+	target := zktest.Shared(t).Addr(0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ready := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				if time.Now().Before(ready) {
+					// Starting up: hold the connection, answer nothing.
+					_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+					_, _ = io.Copy(io.Discard, c)
+					return
+				}
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c); up.Close() }()
+				_, _ = io.Copy(c, up)
+			})
+		}
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := zkconn.Dial(ctx, ln.Addr().String(), 2*time.Second, zktest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	c.Close()
+	ln.Close()
+	if elapsed > 8*time.Second {
+		t.Fatalf("session after %v: the stalled handshake was waited out", elapsed)
+	}
+	t.Logf("session after %v", elapsed.Round(time.Millisecond))
 }
