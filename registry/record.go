@@ -69,3 +69,15 @@ func withDeparture(data []byte, id string, now *timestamppb.Timestamp) ([]byte, 
 // sameRecord compares records by content: protojson output is not
 // byte-stable, so stored bytes are never compared.
 func sameRecord(a, b *registryv1.Instance) bool { return proto.Equal(a, b) }
+
+// DefaultWeight is the weight of an instance whose record says 0.
+const DefaultWeight = 100
+
+// EffectiveWeight returns the weight balancers use for inst: its weight,
+// or DefaultWeight when that is 0 (unset).
+func EffectiveWeight(inst *registryv1.Instance) uint32 {
+	if w := inst.GetWeight(); w != 0 {
+		return w
+	}
+	return DefaultWeight
+}

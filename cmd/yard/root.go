@@ -14,6 +14,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
   yard up          start ZooKeeper and NATS for development, until Ctrl-C
   yard zk status   show the mode, zxid and load of every ZooKeeper server
+  yard registry    list services, show or watch their instances, list znodes
   yard version     print the version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -22,5 +23,6 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(newVersionCmd(), newUpCmd())
 	root.AddCommand(newZKCmd())
+	root.AddCommand(newRegistryCmd())
 	return root
 }
