@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestCommandsAgainstYardUp runs `yard up` and then drives the operator
+// commands against it the way a user would: with the SWITCHYARD_ZK it
+// printed in the environment, not a --zk flag.
+func TestCommandsAgainstYardUp(t *testing.T) {
+	cmd := yardCmd(t, t.TempDir(), "up")
+	up := startUp(t, cmd)
+	connect := up.env["SWITCHYARD_ZK"]
+	env := []string{"SWITCHYARD_ZK=" + connect}
+	const svc = "switchyard.echo.v1.EchoService"
+	twoInstances(t, registryClient(t, connect), svc)
+
+	status := runYard(t, env, "zk", "status", "-o", "json")
+	var rows []map[string]any
+	if status.code != 0 || json.Unmarshal([]byte(status.stdout), &rows) != nil || len(rows) != 1 || rows[0]["mode"] != "standalone" {
+		t.Fatalf("yard zk status: exit %d\n%s\n%s", status.code, status.stdout, status.stderr)
+	}
+
+	ls := runYard(t, env, "registry", "ls", "-o", "json")
+	var services []struct {
+		Service   string `json:"service"`
+		Instances int    `json:"instances"`
+	}
+	if ls.code != 0 || json.Unmarshal([]byte(ls.stdout), &services) != nil || len(services) != 1 || services[0].Service != svc || services[0].Instances != 2 {
+		t.Fatalf("yard registry ls: exit %d\n%s\n%s", ls.code, ls.stdout, ls.stderr)
+	}
+
+	show := runYard(t, env, "registry", "show", svc, "-o", "json")
+	if show.code != 0 {
+		t.Fatalf("yard registry show: exit %d\n%s", show.code, show.stderr)
+	}
+	var ids []string
+	for _, inst := range decodeInstances(t, show) {
+		ids = append(ids, inst.ID)
+	}
+	if !slices.Equal(ids, []string{"alpha", "bravo"}) {
+		t.Fatalf("yard registry show: ids %v", ids)
+	}
+
+	tree := runYard(t, env, "registry", "tree", "-o", "json")
+	var nodes []struct {
+		Path string `json:"path"`
+		Type string `json:"type"`
+	}
+	if tree.code != 0 || json.Unmarshal([]byte(tree.stdout), &nodes) != nil {
+		t.Fatalf("yard registry tree: exit %d\n%s\n%s", tree.code, tree.stdout, tree.stderr)
+	}
+	ephemeral := 0
+	for _, n := range nodes {
+		if strings.HasPrefix(n.Path, "/switchyard/services/"+svc+"/instances/") && n.Type == "ephemeral" {
+			ephemeral++
+		}
+	}
+	if ephemeral != 2 {
+		t.Fatalf("yard registry tree: %d ephemeral instance nodes, want 2: %+v", ephemeral, nodes)
+	}
+
+	watch := startYard(t, "registry", "watch", svc, "-o", "json", "--zk", connect)
+	watch.readUntil(t, time.After(20*time.Second), "the first list", func(t *testing.T, lines []string) bool {
+		return len(lines) > 0 && len(decodeEvent(t, lines[0]).Instances) == 2
+	})
+	watch.stop(t, syscall.SIGTERM)
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-up.exited:
+		if err != nil {
+			t.Fatalf("yard up: %v\n%s", err, up.stderr)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("yard up still running a minute after SIGTERM")
+	}
+}
