@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/internal/zkserver"
+	"github.com/switchyard-dev/switchyard/internal/zktest"
 )
 
 // TestCommandsAgainstYardUp runs `yard up` and then drives the operator
@@ -81,5 +86,41 @@ func TestCommandsAgainstYardUp(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("yard up still running a minute after SIGTERM")
+	}
+}
+
+// TestUpWithGivenServers gives yard up a running ZooKeeper and NATS: it
+// checks them, starts neither, prints their addresses, and leaves them
+// running when it stops.
+func TestUpWithGivenServers(t *testing.T) {
+	zk := zktest.Start(t)
+	nats := natstest.Start(t)
+	tmp := t.TempDir()
+	cmd := yardCmd(t, tmp, "up", "--zk", zk.ConnectString(), "--nats", nats.ClientURL())
+	up := startUp(t, cmd)
+	if up.env["SWITCHYARD_ZK"] != zk.ConnectString() || up.env["SWITCHYARD_NATS"] != nats.ClientURL() {
+		t.Fatalf("yard up printed %v, want the given servers", up.env)
+	}
+	if len(up.pids) != 0 {
+		t.Fatalf("yard up started ZooKeeper processes %v though one was given", up.pids)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-up.exited:
+		if err != nil {
+			t.Fatalf("yard up: %v\n%s", err, up.stderr)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("yard up still running a minute after SIGTERM")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ok, err := zkserver.FourLetter(ctx, zk.Addr(0), "ruok"); err != nil || ok != "imok" {
+		t.Fatalf("the given ZooKeeper is gone after yard up stopped: %q %v", ok, err)
+	}
+	if !nats.Server().Running() {
+		t.Fatal("the given NATS server was shut down by yard up")
 	}
 }
