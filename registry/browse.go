@@ -57,10 +57,19 @@ func (c *Client) Services() ([]ServiceSummary, error) {
 
 // Instances reads the instances of service once, sorted by id, without
 // setting watches. Records that cannot be read are returned as problems
-// (each wrapping ErrBadRecord) beside the instances that can.
+// (each wrapping ErrBadRecord) beside the instances that can. A service
+// that never registered an instance is ErrNoService, so that a misspelt
+// name is not mistaken for an empty service.
 func (c *Client) Instances(service string) ([]*registryv1.Instance, []error, error) {
 	if err := ValidateName(service); err != nil {
 		return nil, nil, fmt.Errorf("service: %w", err)
+	}
+	ok, _, err := c.conn.ZK().Exists(instancesPath(service))
+	if err != nil {
+		return nil, nil, fmt.Errorf("registry: reading %s: %w", service, err)
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNoService, service)
 	}
 	l, err := readService(c.conn.ZK(), service, nil, nil)
 	if err != nil {

@@ -43,8 +43,8 @@ func TestBrowse(t *testing.T) {
 	if len(insts) != 2 || insts[0].GetId() != "a" || insts[1].GetId() != "b" {
 		t.Fatalf("Instances() = %v", insts)
 	}
-	if insts, _, err := c.Instances("no.such.service"); err != nil || len(insts) != 0 {
-		t.Fatalf("Instances of an unknown service: %v, %v; want none, no error", insts, err)
+	if _, _, err := c.Instances("no.such.service"); !errors.Is(err, registry.ErrNoService) {
+		t.Fatalf("Instances of an unknown service: %v, want ErrNoService", err)
 	}
 	if _, _, err := c.Instances("a/b"); !errors.Is(err, registry.ErrInvalidName) {
 		t.Fatalf("Instances(a/b): %v, want ErrInvalidName", err)

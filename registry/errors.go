@@ -13,6 +13,9 @@ var (
 	// ErrBadRecord reports node data that is not an instance record of
 	// this registry, written by someone else or by a broken writer.
 	ErrBadRecord = errors.New("registry: malformed instance record")
+	// ErrNoService reports a service that has never registered an
+	// instance (a service whose instances all left is known, and empty).
+	ErrNoService = errors.New("registry: no such service")
 	// ErrConflict reports that another live session holds the node of an
 	// instance id: two instances were given the same id.
 	ErrConflict = errors.New("registry: instance id is held by another live session")

@@ -167,8 +167,8 @@ func TestRegistryBrowse(t *testing.T) {
 		}
 
 		none := runYard(t, nil, "registry", "show", "test.nobody.v1.Nobody", "--zk", connect, "-o", "json")
-		if none.code != 0 || strings.TrimSpace(none.stdout) != "[]" {
-			t.Errorf("show of an unregistered service: exit %d, printed %q, want 0 and []", none.code, none.stdout)
+		if none.code != 1 || none.stdout != "" || !strings.Contains(none.stderr, "no such service: test.nobody.v1.Nobody") {
+			t.Errorf("show of a service that never registered: exit %d, printed %q / %q, want exit 1 saying no such service", none.code, none.stdout, none.stderr)
 		}
 	})
 
