@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -76,17 +77,7 @@ func TestCommandsAgainstYardUp(t *testing.T) {
 	})
 	watch.stop(t, syscall.SIGTERM)
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-up.exited:
-		if err != nil {
-			t.Fatalf("yard up: %v\n%s", err, up.stderr)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("yard up still running a minute after SIGTERM")
-	}
+	up.stop(t, cmd)
 }
 
 // TestUpWithGivenServers gives yard up a running ZooKeeper and NATS: it
@@ -104,6 +95,21 @@ func TestUpWithGivenServers(t *testing.T) {
 	if len(up.pids) != 0 {
 		t.Fatalf("yard up started ZooKeeper processes %v though one was given", up.pids)
 	}
+	up.stop(t, cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if ok, err := zkserver.FourLetter(ctx, zk.Addr(0), "ruok"); err != nil || ok != "imok" {
+		t.Fatalf("the given ZooKeeper is gone after yard up stopped: %q %v", ok, err)
+	}
+	if !nats.Server().Running() {
+		t.Fatal("the given NATS server was shut down by yard up")
+	}
+}
+
+// stop sends SIGTERM to the yard up process cmd and waits for it to exit
+// cleanly.
+func (up *runningUp) stop(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -114,13 +120,5 @@ func TestUpWithGivenServers(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("yard up still running a minute after SIGTERM")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if ok, err := zkserver.FourLetter(ctx, zk.Addr(0), "ruok"); err != nil || ok != "imok" {
-		t.Fatalf("the given ZooKeeper is gone after yard up stopped: %q %v", ok, err)
-	}
-	if !nats.Server().Running() {
-		t.Fatal("the given NATS server was shut down by yard up")
 	}
 }
