@@ -234,6 +234,10 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 	select {
 	case err := <-served:
+		if err == nil { // stopped through GRPC(): leave the registry too
+			return s.deregisterAll(context.WithoutCancel(ctx))
+		}
+		s.deregisterAll(context.WithoutCancel(ctx))
 		return fmt.Errorf("rpc: serving: %w", err)
 	case <-ctx.Done():
 	}
