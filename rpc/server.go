@@ -64,7 +64,7 @@ type Server struct {
 	mu       sync.Mutex
 	serving  bool
 	regs     []*registry.Registration
-	draining bool
+	ready    chan struct{} // closed once serving and registered
 	drained  chan struct{} // closed when Shutdown has finished
 	once     sync.Once
 	drainErr error
@@ -133,7 +133,7 @@ func NewServer(reg *registry.Client, opts ...ServerOption) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s := &Server{reg: reg, opts: o, health: health.NewServer(), drained: make(chan struct{})}
+	s := &Server{reg: reg, opts: o, health: health.NewServer(), ready: make(chan struct{}), drained: make(chan struct{})}
 
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		o.log.ErrorContext(ctx, "rpc: handler panicked", "panic", p, "stack", string(debug.Stack()))
@@ -220,16 +220,19 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
-	if err := s.checkServing(ctx, lis.Addr().String(), services); err != nil {
+	err := s.checkServing(ctx, lis.Addr().String(), services)
+	if err == nil {
+		err = s.register(ctx, lis.Addr().String(), services)
+	}
+	if err != nil {
 		s.grpc.Stop()
 		<-served
+		if ctx.Err() != nil {
+			return nil // asked to stop while starting: not a failure
+		}
 		return err
 	}
-	if err := s.register(ctx, lis.Addr().String(), services); err != nil {
-		s.grpc.Stop()
-		<-served
-		return err
-	}
+	close(s.ready)
 	s.opts.log.Info("rpc: serving", "addr", lis.Addr().String(), "services", services)
 
 	select {
@@ -243,10 +246,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	err := s.Shutdown(dctx)
+	err = s.Shutdown(dctx)
 	<-served
 	return err
 }
+
+// Ready is closed once Serve serves and every service is registered.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // checkServing asks the server's own health service, through the
 // listener, whether every service is SERVING: it proves the accept loop

@@ -68,6 +68,13 @@ func serve(tb testing.TB, reg *registry.Client, impl echov1.EchoServiceServer, o
 			tb.Errorf("Serve: %v", err)
 		}
 	})
+	select {
+	case <-s.Ready():
+	case err := <-r.done:
+		tb.Fatalf("Serve ended before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		tb.Fatal("Serve not ready after 30s")
+	}
 	if reg != nil {
 		awaitInstance(tb, reg, r.addr, true)
 	}
