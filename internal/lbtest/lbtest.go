@@ -1,0 +1,122 @@
+// Package lbtest holds what the balancer tests share: echo backends
+// registered in a real ZooKeeper, a client through the registry with a
+// chosen policy, and call counting by the serving instance.
+package lbtest
+
+import (
+	"context"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+	echov1 "github.com/switchyard-dev/switchyard/proto/switchyard/echo/v1"
+	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
+	"github.com/switchyard-dev/switchyard/registry"
+	"github.com/switchyard-dev/switchyard/rpc"
+)
+
+// Dial opens a registry client to the package's shared ZooKeeper (the
+// package's TestMain must call zktest.Main).
+func Dial(tb testing.TB) *registry.Client {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := registry.Dial(ctx, zktest.Shared(tb).ConnectString(), registry.WithLogger(zktest.Logger(tb)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Backend serves impl on a loopback port and registers it under svc as id.
+func Backend(tb testing.TB, reg *registry.Client, svc, id string, impl echov1.EchoServiceServer, weight uint32, meta map[string]string) *registry.Registration {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	echov1.RegisterEchoServiceServer(srv, impl)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	tb.Cleanup(func() { srv.Stop(); <-done })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := reg.Register(ctx, &registryv1.Instance{Service: svc, Id: id, Address: lis.Addr().String(), Weight: weight, Metadata: meta})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// Client calls svc through the registry with the named balancer.
+func Client(tb testing.TB, svc, balancer string) echov1.EchoServiceClient {
+	tb.Helper()
+	conn, err := rpc.NewClient(Dial(tb), svc, rpc.WithBalancer(balancer), rpc.WithClientLogger(zktest.Logger(tb)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return echov1.NewEchoServiceClient(conn)
+}
+
+// Calls makes n calls one after another and counts who served them.
+func Calls(tb testing.TB, c echov1.EchoServiceClient, n int) map[string]int {
+	tb.Helper()
+	out := map[string]int{}
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := c.Echo(ctx, &echov1.EchoRequest{}, grpc.WaitForReady(true))
+		cancel()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[resp.GetServedBy()]++
+	}
+	return out
+}
+
+// AwaitAll calls until every id has served, so that every backend is
+// connected before shares are measured.
+func AwaitAll(tb testing.TB, c echov1.EchoServiceClient, ids ...string) {
+	tb.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := Calls(tb, c, 20)
+		all := true
+		for _, id := range ids {
+			all = all && got[id] > 0
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not every backend of %v serves: %v", ids, got)
+		}
+	}
+}
+
+// CheckShares fails unless each id's share of got is within tol of want.
+func CheckShares(tb testing.TB, got map[string]int, want map[string]float64, tol float64) {
+	tb.Helper()
+	total := 0
+	for _, n := range got {
+		total += n
+	}
+	for id, w := range want {
+		if share := float64(got[id]) / float64(total); math.Abs(share-w) > tol {
+			tb.Fatalf("%s served %.3f of calls, want %.3f ± %.3f (all: %v)", id, share, w, tol, got)
+		}
+	}
+}
+
+// Service returns a registry name of tb's own.
+func Service(tb testing.TB) string {
+	return "test." + strings.ReplaceAll(tb.Name(), "/", ".")
+}
