@@ -109,18 +109,7 @@ func NewClient(reg *registry.Client, service string, opts ...ClientOption) (*grp
 	if err != nil {
 		return nil, err
 	}
-	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		o.log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithLevels(func(c codes.Code) logging.Level {
-			if c == codes.OK {
-				return logging.LevelDebug
-			}
-			return logging.DefaultClientCodeToLevel(c)
-		}),
-	}
+	logger, logOpts := callLogging(o.log, logging.DefaultClientCodeToLevel)
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(reg.ResolverBuilder()),

@@ -3,7 +3,6 @@ package rpc_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,9 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/switchyard-dev/switchyard/internal/echo"
+	"github.com/switchyard-dev/switchyard/internal/lbtest"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	echov1 "github.com/switchyard-dev/switchyard/proto/switchyard/echo/v1"
-	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
 )
@@ -36,7 +35,7 @@ var echoRetry = rpc.WithRetry(rpc.RetryPolicy{
 func newClient(tb testing.TB, service string, opts ...rpc.ClientOption) echov1.EchoServiceClient {
 	tb.Helper()
 	opts = append([]rpc.ClientOption{rpc.WithClientLogger(zktest.Logger(tb))}, opts...)
-	conn, err := rpc.NewClient(dialRegistry(tb), service, opts...)
+	conn, err := rpc.NewClient(lbtest.Dial(tb), service, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -50,32 +49,16 @@ func newClient(tb testing.TB, service string, opts ...rpc.ClientOption) echov1.E
 // times out.
 func crashable(tb testing.TB, service, id string, impl echov1.EchoServiceServer) (crash func()) {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	echov1.RegisterEchoServiceServer(srv, impl)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(lis) }()
-	tb.Cleanup(func() { srv.Stop(); <-done })
-	reg := dialRegistry(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := reg.Register(ctx, &registryv1.Instance{Service: service, Id: id, Address: lis.Addr().String()}); err != nil {
-		tb.Fatal(err)
-	}
-	return srv.Stop
+	_, crash = lbtest.Backend(tb, lbtest.Dial(tb), service, id, impl, 0, nil)
+	return crash
 }
 
 // serviceName is a registry name of t's own for the echo service, so
 // tests on the shared ZooKeeper do not see each other's instances.
-func serviceName(t *testing.T) string {
-	return "test." + strings.ReplaceAll(t.Name(), "/", ".")
-}
+func serviceName(t *testing.T) string { return lbtest.Service(t) }
 
 func TestNewClientRejectsBadInput(t *testing.T) {
-	reg := dialRegistry(t)
+	reg := lbtest.Dial(t)
 	good := rpc.RetryPolicy{Methods: []string{"s/m"}, MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Second, Multiplier: 2}
 	bad := func(edit func(*rpc.RetryPolicy)) rpc.ClientOption {
 		p := good

@@ -139,18 +139,7 @@ func NewServer(reg *registry.Client, opts ...ServerOption) *Server {
 		o.log.ErrorContext(ctx, "rpc: handler panicked", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
-	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		o.log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithLevels(func(c codes.Code) logging.Level {
-			if c == codes.OK {
-				return logging.LevelDebug
-			}
-			return logging.DefaultServerCodeToLevel(c)
-		}),
-	}
+	logger, logOpts := callLogging(o.log, logging.DefaultServerCodeToLevel)
 	unary := []grpc.UnaryServerInterceptor{
 		recovery.UnaryServerInterceptor(recoverOpt),
 		logging.UnaryServerInterceptor(logger, logOpts...),

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/switchyard-dev/switchyard/internal/echo"
+	"github.com/switchyard-dev/switchyard/internal/lbtest"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	echov1 "github.com/switchyard-dev/switchyard/proto/switchyard/echo/v1"
 	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
@@ -27,18 +28,6 @@ import (
 )
 
 func TestMain(m *testing.M) { zktest.Main(m) }
-
-func dialRegistry(tb testing.TB) *registry.Client {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := registry.Dial(ctx, zktest.Shared(tb).ConnectString(), registry.WithLogger(zktest.Logger(tb)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
 
 // running is a Server serving on a loopback port until stop.
 type running struct {
@@ -113,7 +102,7 @@ func dialEcho(tb testing.TB, target string, opts ...grpc.DialOption) echov1.Echo
 // its template, health answers SERVING, and after the drain the instance
 // is gone and the listener closed.
 func TestServeRegistersWhileServing(t *testing.T) {
-	reg := dialRegistry(t)
+	reg := lbtest.Dial(t)
 	r := serve(t, reg, &echo.Server{ID: "e1"}, rpc.WithInstance(&registryv1.Instance{Id: "e1", Zone: "z9", Weight: 3}))
 	insts, _, err := reg.Instances(echov1.EchoService_ServiceDesc.ServiceName)
 	if err != nil {
@@ -222,10 +211,10 @@ func TestServeWithoutServicesFails(t *testing.T) {
 // keep calling through zk:///: no call fails, and afterwards every call
 // goes to the instance that stayed.
 func TestGracefulDrainUnderLoad(t *testing.T) {
-	reg := dialRegistry(t)
+	reg := lbtest.Dial(t)
 	a := serve(t, reg, &echo.Server{ID: "a"}, rpc.WithInstance(&registryv1.Instance{Id: "a"}))
 	serve(t, reg, &echo.Server{ID: "b"}, rpc.WithInstance(&registryv1.Instance{Id: "b"}))
-	callers := dialRegistry(t)
+	callers := lbtest.Dial(t)
 	client := dialEcho(t, "zk:///"+echov1.EchoService_ServiceDesc.ServiceName,
 		grpc.WithResolvers(callers.ResolverBuilder()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))

@@ -1,4 +1,4 @@
-// Package lbtest holds what the balancer tests share: echo backends
+// Package lbtest holds what the balancer and RPC tests share: echo backends
 // registered in a real ZooKeeper, a client through the registry with a
 // chosen policy, and call counting by the serving instance.
 package lbtest
@@ -34,8 +34,10 @@ func Dial(tb testing.TB) *registry.Client {
 	return c
 }
 
-// Backend serves impl on a loopback port and registers it under svc as id.
-func Backend(tb testing.TB, reg *registry.Client, svc, id string, impl echov1.EchoServiceServer, weight uint32, meta map[string]string) *registry.Registration {
+// Backend serves impl on a loopback port and registers it under svc as id
+// through reg. stop stops the server and leaves the registration, as a
+// crashed process's node lingers until its session times out.
+func Backend(tb testing.TB, reg *registry.Client, svc, id string, impl echov1.EchoServiceServer, weight uint32, meta map[string]string) (r *registry.Registration, stop func()) {
 	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,11 +50,11 @@ func Backend(tb testing.TB, reg *registry.Client, svc, id string, impl echov1.Ec
 	tb.Cleanup(func() { srv.Stop(); <-done })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := reg.Register(ctx, &registryv1.Instance{Service: svc, Id: id, Address: lis.Addr().String(), Weight: weight, Metadata: meta})
+	r, err = reg.Register(ctx, &registryv1.Instance{Service: svc, Id: id, Address: lis.Addr().String(), Weight: weight, Metadata: meta})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return r
+	return r, srv.Stop
 }
 
 // Client calls svc through the registry with the named balancer.

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { zktest.Main(m) }
 func TestWeightsRespected(t *testing.T) {
 	reg := lbtest.Dial(t)
 	svc := lbtest.Service(t)
-	a := lbtest.Backend(t, reg, svc, "a", &echo.Server{ID: "a"}, 1, nil)
+	a, _ := lbtest.Backend(t, reg, svc, "a", &echo.Server{ID: "a"}, 1, nil)
 	lbtest.Backend(t, reg, svc, "b", &echo.Server{ID: "b"}, 2, nil)
 	lbtest.Backend(t, reg, svc, "c", &echo.Server{ID: "c"}, 5, nil)
 	c := lbtest.Client(t, svc, weighted.Name)
