@@ -213,7 +213,9 @@ func newRegistryShowCmd() *cobra.Command {
 		Use:   "show SERVICE",
 		Short: "Show the instances of a service",
 		Long: `show lists the instances registered for SERVICE, sorted by id, in every
-state. A service nobody registered has no instances; that is not an error.
+state. A service that never registered an instance is an error ("no such
+service"), so a misspelt name is not taken for an empty service; one
+whose instances have all left prints an empty list.
 
 WEIGHT is the effective weight: a record's 0 (unset) is the default, 100.
 AGE is the time since the instance registered.
