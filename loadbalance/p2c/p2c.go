@@ -21,12 +21,15 @@ package p2c
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
+
+	"github.com/switchyard-dev/switchyard/loadbalance"
 )
 
 // Name is the policy's name in service configs.
@@ -47,11 +50,19 @@ func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balance
 	return b
 }
 
-// p2cBalancer keeps each SubConn's statistics across picker rebuilds.
+// p2cBalancer keeps each SubConn's statistics across picker rebuilds,
+// and the latest records for affinity.
 type p2cBalancer struct {
 	balancer.Balancer
+	records loadbalance.Records
+
 	mu    sync.Mutex // guards stats; taken when a picker is built, not per pick
 	stats map[balancer.SubConn]*stats
+}
+
+func (b *p2cBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
+	b.records.Update(s.ResolverState)
+	return b.Balancer.UpdateClientConnState(s) // regenerates the picker
 }
 
 // Build is the picker builder.
@@ -63,7 +74,8 @@ func (b *p2cBalancer) Build(info base.PickerBuildInfo) balancer.Picker {
 	defer b.mu.Unlock()
 	p := &picker{}
 	live := make(map[balancer.SubConn]*stats, len(info.ReadySCs))
-	for sc := range info.ReadySCs {
+	for sc, sci := range info.ReadySCs {
+		p.ids = append(p.ids, b.records.Get(sci.Address).GetId())
 		st := b.stats[sc]
 		if st == nil {
 			st = &stats{}
@@ -112,11 +124,21 @@ func (s *stats) observe(now time.Time, rtt time.Duration) {
 
 type picker struct {
 	subConns []balancer.SubConn
+	ids      []string // instance ids, for affinity
 	stats    []*stats
 }
 
-func (p *picker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+// Pick sends a call that names an instance there (see package
+// loadbalance), and any other to the less loaded of two drawn at random.
+func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	i := 0
+	if res, named, err := loadbalance.PickAffine(info, p.ids, p.subConns); named {
+		if err != nil {
+			return res, err
+		}
+		i = slices.Index(p.subConns, res.SubConn)
+		return p.track(i), nil
+	}
 	if n := len(p.stats); n > 1 {
 		i = rand.IntN(n)
 		j := rand.IntN(n - 1)
@@ -127,6 +149,11 @@ func (p *picker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 			i = j
 		}
 	}
+	return p.track(i), nil
+}
+
+// track counts a call to instance i in flight until it is done.
+func (p *picker) track(i int) balancer.PickResult {
 	st := p.stats[i]
 	st.inflight.Add(1)
 	start := time.Now()
@@ -137,5 +164,5 @@ func (p *picker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
 			st.inflight.Add(-1)
 			st.observe(now, now.Sub(start))
 		},
-	}, nil
+	}
 }

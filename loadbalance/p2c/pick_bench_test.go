@@ -1,6 +1,7 @@
 package p2c
 
 import (
+	"context"
 	"sync"
 	"testing"
 
@@ -44,7 +45,7 @@ func BenchmarkPick(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					res, err := bc.p.Pick(balancer.PickInfo{})
+					res, err := bc.p.Pick(balancer.PickInfo{Ctx: context.Background()})
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -64,7 +65,7 @@ func TestConcurrentPicksKeepCounts(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 2000 {
-				res, err := p.Pick(balancer.PickInfo{})
+				res, err := p.Pick(balancer.PickInfo{Ctx: context.Background()})
 				if err != nil {
 					t.Error(err)
 					return

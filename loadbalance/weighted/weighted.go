@@ -22,8 +22,8 @@ import (
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
-	"google.golang.org/grpc/resolver"
 
+	"github.com/switchyard-dev/switchyard/loadbalance"
 	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
 	"github.com/switchyard-dev/switchyard/registry"
 )
@@ -46,26 +46,18 @@ func (builder) Name() string { return Name }
 // base keeps the address a SubConn was created with, so a weight change
 // would not reach the picker through it.
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
-	b := &weightedBalancer{records: map[string]*registryv1.Instance{}}
+	b := &weightedBalancer{}
 	b.Balancer = base.NewBalancerBuilder(Name, b, base.Config{}).Build(cc, opts)
 	return b
 }
 
 type weightedBalancer struct {
 	balancer.Balancer
-
-	mu      sync.Mutex
-	records map[string]*registryv1.Instance // by address, from the latest update
+	records loadbalance.Records
 }
 
 func (b *weightedBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
-	records := make(map[string]*registryv1.Instance, len(s.ResolverState.Addresses))
-	for _, a := range s.ResolverState.Addresses {
-		records[a.Addr] = registry.InstanceOfAddress(a)
-	}
-	b.mu.Lock()
-	b.records = records
-	b.mu.Unlock()
+	b.records.Update(s.ResolverState)
 	return b.Balancer.UpdateClientConnState(s) // regenerates the picker
 }
 
@@ -75,11 +67,12 @@ func (b *weightedBalancer) Build(info base.PickerBuildInfo) balancer.Picker {
 	if len(info.ReadySCs) == 0 {
 		return base.NewErrPicker(balancer.ErrNoSubConnAvailable)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	p := &picker{now: time.Now}
 	for sc, sci := range info.ReadySCs {
-		p.entries = append(p.entries, newEntry(sc, sci.Address, b.records[sci.Address.Addr]))
+		inst := b.records.Get(sci.Address)
+		p.entries = append(p.entries, newEntry(sc, inst))
+		p.ids = append(p.ids, inst.GetId())
+		p.subConns = append(p.subConns, sc)
 	}
 	return p
 }
@@ -92,11 +85,8 @@ type entry struct {
 	current float64 // smooth round robin state; guarded by picker.mu
 }
 
-func newEntry(sc balancer.SubConn, addr resolver.Address, inst *registryv1.Instance) *entry {
+func newEntry(sc balancer.SubConn, inst *registryv1.Instance) *entry {
 	e := &entry{sc: sc, weight: registry.DefaultWeight}
-	if inst == nil {
-		inst = registry.InstanceOfAddress(addr)
-	}
 	if inst != nil {
 		e.weight = float64(registry.EffectiveWeight(inst))
 		e.start = inst.GetRegisteredAt().AsTime()
@@ -122,14 +112,21 @@ func (e *entry) effective(now time.Time) float64 {
 }
 
 type picker struct {
-	now     func() time.Time
+	now      func() time.Time
+	ids      []string           // instance ids, for affinity
+	subConns []balancer.SubConn // in the order of ids
+
 	mu      sync.Mutex
 	entries []*entry
 }
 
-// Pick runs one step of smooth weighted round robin: every entry gains its
-// weight, the largest is picked and loses the total.
-func (p *picker) Pick(balancer.PickInfo) (balancer.PickResult, error) {
+// Pick sends a call that names an instance there (see package
+// loadbalance); any other runs one step of smooth weighted round robin:
+// every entry gains its weight, the largest is picked and loses the total.
+func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	if res, named, err := loadbalance.PickAffine(info, p.ids, p.subConns); named {
+		return res, err
+	}
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
