@@ -298,7 +298,8 @@ func (c *Cluster) JetStreamLeader() int {
 }
 
 // WaitReady waits until every running node routes to every other running
-// node and, with JetStream, one of them is meta leader and all are current.
+// node and, with JetStream, one of them is meta leader, all are current,
+// and the leader sees every one as a peer streams can be placed on.
 func (c *Cluster) WaitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -331,6 +332,12 @@ func (c *Cluster) ready() bool {
 		}
 		if s.JetStreamIsLeader() {
 			leaders++
+			// Streams are placed only on peers the leader sees online
+			// with current stats; until then an R3 create fails with
+			// "no suitable peers for placement".
+			if len(s.JetStreamClusterPeers()) < len(running) {
+				return false
+			}
 		}
 		if !s.JetStreamIsCurrent() {
 			return false
