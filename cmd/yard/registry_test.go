@@ -7,11 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -478,28 +476,7 @@ func (p *yardProcess) stop(t *testing.T, sig syscall.Signal) {
 // yard connects anywhere: a listener placed in their connect strings must
 // see no connection. An unreachable ZooKeeper fails within --timeout.
 func TestRegistryBadInput(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int32
-	acceptDone := make(chan struct{})
-	go func() {
-		defer close(acceptDone)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-acceptDone
-	})
-	good := ln.Addr().String()
+	good, accepted := tripwire(t)
 	const unreachable = "127.0.0.1:1"
 
 	tests := []struct {
@@ -549,7 +526,7 @@ func TestRegistryBadInput(t *testing.T) {
 			}
 		})
 	}
-	if n := accepted.Load(); n != 0 {
+	if n := accepted(); n != 0 {
 		t.Errorf("bad input reached the network: %d connections", n)
 	}
 }

@@ -211,32 +211,40 @@ func TestZKStatusStandaloneFromEnv(t *testing.T) {
 	}
 }
 
-// TestZKStatusBadInput checks that malformed input fails with exit status 1
-// and a message naming the problem, before yard connects anywhere: a
-// listener placed in every connect string must see no connection.
-func TestZKStatusBadInput(t *testing.T) {
+// tripwire listens on a loopback port and counts the connections made to
+// it, so a test can put its address where yard must not connect. It stops
+// when t ends.
+func tripwire(t *testing.T) (addr string, accepted func() int32) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var accepted atomic.Int32
-	acceptDone := make(chan struct{})
+	var n atomic.Int32
+	done := make(chan struct{})
 	go func() {
-		defer close(acceptDone)
+		defer close(done)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			accepted.Add(1)
+			n.Add(1)
 			c.Close()
 		}
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		<-acceptDone
+		<-done
 	})
-	good := ln.Addr().String()
+	return ln.Addr().String(), n.Load
+}
+
+// TestZKStatusBadInput checks that malformed input fails with exit status 1
+// and a message naming the problem, before yard connects anywhere: a
+// listener placed in every connect string must see no connection.
+func TestZKStatusBadInput(t *testing.T) {
+	good, accepted := tripwire(t)
 
 	tests := []struct {
 		name string
@@ -274,7 +282,7 @@ func TestZKStatusBadInput(t *testing.T) {
 			}
 		})
 	}
-	if n := accepted.Load(); n != 0 {
+	if n := accepted(); n != 0 {
 		t.Errorf("bad input reached the network: %d connections", n)
 	}
 }
