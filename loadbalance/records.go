@@ -3,6 +3,7 @@ package loadbalance
 import (
 	"sync"
 
+	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/resolver"
 
 	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
@@ -40,4 +41,21 @@ func (r *Records) Get(addr resolver.Address) *registryv1.Instance {
 		inst = registry.InstanceOfAddress(addr)
 	}
 	return inst
+}
+
+// Tracked wraps a grpc-go base balancer so that Records holds the latest
+// update's records whenever base rebuilds the picker: UpdateClientConnState
+// records them first, then passes the update on (base regenerates the
+// picker on every update). A policy embeds Tracked, sets Balancer to the
+// base balancer it builds with itself as picker builder, and reads Records
+// in its picker builder.
+type Tracked struct {
+	balancer.Balancer
+	Records Records
+}
+
+// UpdateClientConnState records the update's records and passes it on.
+func (t *Tracked) UpdateClientConnState(s balancer.ClientConnState) error {
+	t.Records.Update(s.ResolverState)
+	return t.Balancer.UpdateClientConnState(s)
 }

@@ -51,18 +51,12 @@ func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balance
 }
 
 // p2cBalancer keeps each SubConn's statistics across picker rebuilds,
-// and the latest records for affinity.
+// and the latest records for affinity (see loadbalance.Tracked).
 type p2cBalancer struct {
-	balancer.Balancer
-	records loadbalance.Records
+	loadbalance.Tracked
 
 	mu    sync.Mutex // guards stats; taken when a picker is built, not per pick
 	stats map[balancer.SubConn]*stats
-}
-
-func (b *p2cBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
-	b.records.Update(s.ResolverState)
-	return b.Balancer.UpdateClientConnState(s) // regenerates the picker
 }
 
 // Build is the picker builder.
@@ -75,7 +69,7 @@ func (b *p2cBalancer) Build(info base.PickerBuildInfo) balancer.Picker {
 	p := &picker{}
 	live := make(map[balancer.SubConn]*stats, len(info.ReadySCs))
 	for sc, sci := range info.ReadySCs {
-		p.ids = append(p.ids, b.records.Get(sci.Address).GetId())
+		p.ids = append(p.ids, b.Records.Get(sci.Address).GetId())
 		st := b.stats[sc]
 		if st == nil {
 			st = &stats{}

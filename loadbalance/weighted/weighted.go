@@ -42,24 +42,15 @@ type builder struct{}
 func (builder) Name() string { return Name }
 
 // Build makes, per channel, a base balancer (which manages the SubConns)
-// whose picker builder reads the records of the latest resolver update:
-// base keeps the address a SubConn was created with, so a weight change
-// would not reach the picker through it.
+// whose picker builder reads weights from the latest records (see
+// loadbalance.Tracked: base alone would keep stale weights).
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
 	b := &weightedBalancer{}
 	b.Balancer = base.NewBalancerBuilder(Name, b, base.Config{}).Build(cc, opts)
 	return b
 }
 
-type weightedBalancer struct {
-	balancer.Balancer
-	records loadbalance.Records
-}
-
-func (b *weightedBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
-	b.records.Update(s.ResolverState)
-	return b.Balancer.UpdateClientConnState(s) // regenerates the picker
-}
+type weightedBalancer struct{ loadbalance.Tracked }
 
 // Build is the picker builder: base calls it whenever the ready SubConns
 // or the addresses change.
@@ -69,7 +60,7 @@ func (b *weightedBalancer) Build(info base.PickerBuildInfo) balancer.Picker {
 	}
 	p := &picker{now: time.Now}
 	for sc, sci := range info.ReadySCs {
-		inst := b.records.Get(sci.Address)
+		inst := b.Records.Get(sci.Address)
 		p.entries = append(p.entries, newEntry(sc, inst))
 		p.ids = append(p.ids, inst.GetId())
 		p.subConns = append(p.subConns, sc)
