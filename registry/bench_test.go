@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/switchyard-dev/switchyard/internal/zkserver"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	"github.com/switchyard-dev/switchyard/registry"
 )
@@ -130,7 +131,7 @@ func watchedPathsFor100(tb testing.TB, srv interface{ Addr(int) string }) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	wchc, err := zkFourLetter(ctx, srv.Addr(0), "wchc")
+	wchc, err := zkserver.FourLetter(ctx, srv.Addr(0), "wchc")
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,16 +1,9 @@
 package registry_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
-
-	"github.com/switchyard-dev/switchyard/internal/zkserver"
 )
-
-func zkFourLetter(ctx context.Context, addr, cmd string) (string, error) {
-	return zkserver.FourLetter(ctx, addr, cmd)
-}
 
 // watchesOf reads "wchc" output (a session id line, then a tab-indented
 // line per watched path) and returns the paths watched by session.

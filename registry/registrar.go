@@ -34,7 +34,6 @@ type Registration struct {
 	inst    *registryv1.Instance // desired record; replaced, never mutated
 	session int64                // session of the last successful ensure
 	owned   map[int64]bool       // sessions this Registration created its node in
-	lastErr error
 	closed  bool
 
 	kick chan struct{}
@@ -115,14 +114,6 @@ func (r *Registration) Instance() *registryv1.Instance {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return proto.Clone(r.inst).(*registryv1.Instance)
-}
-
-// Err returns the last error the background upkeep met, nil once it has
-// succeeded again.
-func (r *Registration) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastErr
 }
 
 // Update changes the record (weight, state, zone, version, metadata) with
@@ -239,11 +230,7 @@ func (r *Registration) keep() {
 		case <-r.kick:
 		case <-timer.C:
 		}
-		err := r.ensure()
-		r.mu.Lock()
-		r.lastErr = err
-		r.mu.Unlock()
-		if err != nil {
+		if err := r.ensure(); err != nil {
 			if !errors.Is(err, ErrNotConnected) {
 				r.c.opts.log.Warn("registry: keeping instance node", "path", r.path, "err", err)
 			}

@@ -123,9 +123,6 @@ func (s *Server) ClientURL() string { return s.srv.ClientURL() }
 // need its internals.
 func (s *Server) Server() *server.Server { return s.srv }
 
-// StoreDir returns the JetStream store directory.
-func (s *Server) StoreDir() string { return s.dir }
-
 // Close shuts the server down, waits until it has stopped, and removes the
 // store directory if Start created it. It is safe to call more than once.
 func (s *Server) Close() error {
@@ -283,19 +280,6 @@ func (c *Cluster) URLs() []string {
 // ClientURL returns all client URLs joined by commas, as nats.Connect
 // takes them.
 func (c *Cluster) ClientURL() string { return strings.Join(c.URLs(), ",") }
-
-// JetStreamLeader returns the index of the node that is the JetStream
-// meta leader, or -1 if no running node is.
-func (c *Cluster) JetStreamLeader() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, nd := range c.nodes {
-		if nd.srv != nil && nd.srv.JetStreamIsLeader() {
-			return i
-		}
-	}
-	return -1
-}
 
 // WaitReady waits until every running node routes to every other running
 // node and, with JetStream, one of them is meta leader, all are current,

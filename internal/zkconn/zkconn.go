@@ -31,9 +31,8 @@ var ErrClosed = errors.New("zkconn: closed")
 // Conn is a ZooKeeper connection whose session changes can be subscribed
 // to. It is safe for concurrent use.
 type Conn struct {
-	zk      *zk.Conn
-	timeout time.Duration
-	log     *slog.Logger
+	zk  *zk.Conn
+	log *slog.Logger
 
 	mu     sync.Mutex
 	subs   map[chan struct{}]struct{}
@@ -45,7 +44,7 @@ type Conn struct {
 // Dial connects to the ZooKeeper servers in connect ("host:port,...") and
 // returns once it has a session, or fails when ctx ends first. The session
 // timeout is what the client asks for; the servers may grant a different
-// one (see SessionTimeout).
+// one, within their minimum and maximum.
 func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, log *slog.Logger) (*Conn, error) {
 	servers, err := ParseConnectString(connect)
 	if err != nil {
@@ -59,7 +58,7 @@ func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, log
 	if err != nil {
 		return nil, fmt.Errorf("zkconn: %w", err)
 	}
-	c := &Conn{zk: zc, timeout: sessionTimeout, log: log, subs: map[chan struct{}]struct{}{}, done: make(chan struct{})}
+	c := &Conn{zk: zc, log: log, subs: map[chan struct{}]struct{}{}, done: make(chan struct{})}
 	first := make(chan struct{})
 	go c.read(events, first)
 	select {
@@ -146,9 +145,6 @@ func (c *Conn) State() zk.State { return c.zk.State() }
 // Connected reports whether the connection has a live session now.
 func (c *Conn) Connected() bool { return c.zk.State() == zk.StateHasSession }
 
-// SessionTimeout returns the session timeout the client asked for.
-func (c *Conn) SessionTimeout() time.Duration { return c.timeout }
-
 // Subscribe returns a channel that receives a value after any session
 // event (connected, disconnected, expired, new session); wake-ups that
 // arrive while one is pending are merged. cancel ends the subscription.
@@ -165,9 +161,6 @@ func (c *Conn) Subscribe() (notify <-chan struct{}, cancel func()) {
 		c.mu.Unlock()
 	}
 }
-
-// Done is closed once the connection is closed and its reader has stopped.
-func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Close closes the connection, which ends its session (deleting its
 // ephemeral nodes), and waits for the event reader to stop. It is safe to

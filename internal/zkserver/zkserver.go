@@ -379,9 +379,6 @@ func (e *Ensemble) Addrs() []string {
 // clients and the --zk flags take them.
 func (e *Ensemble) ConnectString() string { return strings.Join(e.Addrs(), ",") }
 
-// Dir returns the directory that holds the servers' directories.
-func (e *Ensemble) Dir() string { return e.dir }
-
 // Pid returns the process id of server i, or 0 while it is stopped.
 func (e *Ensemble) Pid(i int) int {
 	e.mu.Lock()
