@@ -198,7 +198,7 @@ func (s *serviceWatch) run() {
 				continue // the session event will schedule a read
 			}
 			lastRead = time.Now()
-			list, err := s.read(&childCh, &dataCh)
+			list, err := readService(s.c.conn.ZK(), s.service, &childCh, &dataCh)
 			if err != nil {
 				s.c.opts.log.Warn("registry: reading service", "service", s.service, "err", err)
 				schedule(backoff)
@@ -220,17 +220,11 @@ type listing struct {
 	problems  []error
 }
 
-// read lists the service's instances, arming the children and data
-// watches that are not armed (nil). A service that does not exist yet is
-// empty, with an exists watch for its creation in place of the children
-// watch.
-func (s *serviceWatch) read(childCh, dataCh *<-chan zk.Event) (listing, error) {
-	return readService(s.c.conn.ZK(), s.service, childCh, dataCh)
-}
-
 // readService reads a service. childCh and dataCh, if not nil, point at
 // watch channels: a nil one is armed by the read (and set), a set one is
-// left alone; nil pointers mean a read without watches.
+// left alone; nil pointers mean a read without watches. A service that
+// does not exist yet is empty, with an exists watch for its creation in
+// place of the children watch.
 func readService(zc *zk.Conn, service string, childCh, dataCh *<-chan zk.Event) (listing, error) {
 	parent := instancesPath(service)
 	var children []string

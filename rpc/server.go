@@ -226,11 +226,12 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 	select {
 	case err := <-served:
-		if err == nil { // stopped through GRPC(): leave the registry too
-			return s.deregisterAll(context.WithoutCancel(ctx))
+		// Stopped through GRPC() (nil) or failed: leave the registry.
+		derr := s.deregisterAll(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("rpc: serving: %w", err)
 		}
-		s.deregisterAll(context.WithoutCancel(ctx))
-		return fmt.Errorf("rpc: serving: %w", err)
+		return derr
 	case <-ctx.Done():
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
