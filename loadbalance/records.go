@@ -4,7 +4,11 @@ import (
 	"sync"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
 	"github.com/switchyard-dev/switchyard/registry"
@@ -45,17 +49,91 @@ func (r *Records) Get(addr resolver.Address) *registryv1.Instance {
 
 // Tracked wraps a grpc-go base balancer so that Records holds the latest
 // update's records whenever base rebuilds the picker: UpdateClientConnState
-// records them first, then passes the update on (base regenerates the
-// picker on every update). A policy embeds Tracked, sets Balancer to the
-// base balancer it builds with itself as picker builder, and reads Records
-// in its picker builder.
+// records them first, with the policy's config and each address's Health,
+// then passes the update on (base regenerates the picker on every update).
+// A policy embeds Tracked, calls Init from its builder's Build, and calls
+// Set in its picker builder.
 type Tracked struct {
 	balancer.Balancer
 	Records Records
+
+	target string // the channel's target, for errors
+
+	mu     sync.Mutex
+	cfg    *Config
+	byAddr map[string]*Health // outlier state by address, outliving SubConns
+	none   bool               // the latest update had no address
 }
 
-// UpdateClientConnState records the update's records and passes it on.
+// Init builds the base balancer under t, with pb (the policy) as its
+// picker builder.
+func (t *Tracked) Init(name string, pb base.PickerBuilder, cc balancer.ClientConn, opts balancer.BuildOptions) {
+	t.target = opts.Target.Endpoint()
+	t.Balancer = base.NewBalancerBuilder(name, pb, base.Config{}).Build(trackedCC{cc, t}, opts)
+}
+
+// trackedCC is the ClientConn base sees. While the service has no
+// address, it replaces base's failing picker ("produced zero addresses")
+// with one that says which service has no instance, so that no call ever
+// fails with the vaguer message.
+type trackedCC struct {
+	balancer.ClientConn
+	t *Tracked
+}
+
+func (cc trackedCC) UpdateState(s balancer.State) {
+	cc.t.mu.Lock()
+	none := cc.t.none
+	cc.t.mu.Unlock()
+	if none && s.ConnectivityState == connectivity.TransientFailure {
+		s.Picker = base.NewErrPicker(status.Errorf(codes.Unavailable, "%q has no serving instance in the registry", cc.t.target))
+	}
+	cc.ClientConn.UpdateState(s)
+}
+
+// UpdateClientConnState records the update's records, config and
+// addresses, and passes it on.
 func (t *Tracked) UpdateClientConnState(s balancer.ClientConnState) error {
 	t.Records.Update(s.ResolverState)
+	t.mu.Lock()
+	if cfg, ok := s.BalancerConfig.(*Config); ok {
+		t.cfg = cfg
+	}
+	live := make(map[string]*Health, len(s.ResolverState.Addresses))
+	for _, a := range s.ResolverState.Addresses {
+		h := t.byAddr[a.Addr]
+		if h == nil {
+			h = &Health{}
+		}
+		live[a.Addr] = h
+	}
+	t.byAddr = live
+	t.none = len(s.ResolverState.Addresses) == 0
+	t.mu.Unlock()
 	return t.Balancer.UpdateClientConnState(s)
+}
+
+// config returns the latest config, or the defaults.
+func (t *Tracked) config() *Config {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cfg == nil {
+		t.cfg, _ = ParseConfig(nil)
+	}
+	return t.cfg
+}
+
+// health returns the Health of addr.
+func (t *Tracked) health(addr string) *Health {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.byAddr[addr]
+	if h == nil {
+		if t.byAddr == nil {
+			t.byAddr = map[string]*Health{}
+		}
+		h = &Health{}
+		t.byAddr[addr] = h
+	}
+	return h
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/switchyard-dev/switchyard/loadbalance/p2c"
 	"github.com/switchyard-dev/switchyard/registry"
 )
 
@@ -46,6 +47,7 @@ type RetryBudget struct {
 
 type clientOptions struct {
 	balancer string
+	lb       balancerOptions
 	timeout  time.Duration
 	retry    *RetryPolicy
 	budget   RetryBudget
@@ -57,8 +59,9 @@ type clientOptions struct {
 type ClientOption func(*clientOptions)
 
 // WithBalancer picks the load-balancing policy by its registered name
-// (default "round_robin"; gRPC's "pick_first", "least_request_experimental",
-// "weighted_round_robin", or one of package loadbalance's).
+// (default p2c.Name, "p2c_ewma"; Switchyard's "weighted"; gRPC's
+// "round_robin", "pick_first", "least_request_experimental" and
+// "ring_hash_experimental" — this package registers them all).
 func WithBalancer(name string) ClientOption { return func(o *clientOptions) { o.balancer = name } }
 
 // WithDefaultTimeout sets the deadline of calls that have none (default
@@ -91,7 +94,7 @@ func WithDialOptions(opts ...grpc.DialOption) ClientOption {
 // on the first call.
 func NewClient(reg *registry.Client, service string, opts ...ClientOption) (*grpc.ClientConn, error) {
 	o := clientOptions{
-		balancer: "round_robin",
+		balancer: p2c.Name,
 		timeout:  10 * time.Second,
 		budget:   RetryBudget{MaxTokens: 10, Ratio: 0.1},
 		log:      slog.Default(),

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/echo"
 	"github.com/switchyard-dev/switchyard/internal/lbtest"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
+	"github.com/switchyard-dev/switchyard/loadbalance"
 	echov1 "github.com/switchyard-dev/switchyard/proto/switchyard/echo/v1"
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
@@ -65,31 +66,35 @@ func TestNewClientRejectsBadInput(t *testing.T) {
 		edit(&p)
 		return rpc.WithRetry(p)
 	}
+	policy := func(name, config string) []rpc.ClientOption {
+		return []rpc.ClientOption{rpc.WithBalancer(name), rpc.WithBalancerConfig(config)}
+	}
 	tests := []struct {
 		name    string
 		service string
-		opt     rpc.ClientOption
+		opts    []rpc.ClientOption
 		want    error
 		text    string
 	}{
-		{"unknown balancer", "svc", rpc.WithBalancer("no_such_policy"), rpc.ErrUnknownBalancer, `"no_such_policy"`},
+		{"unknown balancer", "svc", []rpc.ClientOption{rpc.WithBalancer("no_such_policy")}, rpc.ErrUnknownBalancer, `"no_such_policy"`},
 		{"bad service name", "a/b", nil, registry.ErrInvalidName, "contains '/'"},
-		{"one attempt", "svc", bad(func(p *rpc.RetryPolicy) { p.MaxAttempts = 1 }), nil, "2 or more attempts"},
-		{"no methods", "svc", bad(func(p *rpc.RetryPolicy) { p.Methods = nil }), nil, "want methods"},
-		{"bad method", "svc", bad(func(p *rpc.RetryPolicy) { p.Methods = []string{"nomethod"} }), nil, "not service/method"},
-		{"backoff order", "svc", bad(func(p *rpc.RetryPolicy) { p.MaxBackoff = 0 }), nil, "initial <= max"},
-		{"bad budget", "svc", rpc.WithRetryBudget(rpc.RetryBudget{}), nil, "retry budget"},
+		{"one attempt", "svc", []rpc.ClientOption{bad(func(p *rpc.RetryPolicy) { p.MaxAttempts = 1 })}, nil, "2 or more attempts"},
+		{"no methods", "svc", []rpc.ClientOption{bad(func(p *rpc.RetryPolicy) { p.Methods = nil })}, nil, "want methods"},
+		{"bad method", "svc", []rpc.ClientOption{bad(func(p *rpc.RetryPolicy) { p.Methods = []string{"nomethod"} })}, nil, "not service/method"},
+		{"backoff order", "svc", []rpc.ClientOption{bad(func(p *rpc.RetryPolicy) { p.MaxBackoff = 0 })}, nil, "initial <= max"},
+		{"bad budget", "svc", []rpc.ClientOption{rpc.WithRetry(good), rpc.WithRetryBudget(rpc.RetryBudget{})}, nil, "retry budget"},
+		{"zone on a gRPC policy", "svc", []rpc.ClientOption{rpc.WithBalancer("round_robin"), rpc.WithZone("z1")}, loadbalance.ErrBadConfig, `not "round_robin"`},
+		{"ejection on a gRPC policy", "svc", []rpc.ClientOption{rpc.WithBalancer("ring_hash_experimental"), rpc.WithEjection(loadbalance.Ejection{})}, loadbalance.ErrBadConfig, "need a Switchyard balancer"},
+		{"config not JSON", "svc", policy("p2c_ewma", "{zone"), nil, "not a JSON object"},
+		{"unknown config field", "svc", policy("weighted", `{"zones":"z1"}`), nil, `unknown field "zones"`},
+		{"config field of the wrong type", "svc", policy("p2c_ewma", `{"zone":5}`), nil, "zone"},
+		{"bad ejection", "svc", []rpc.ClientOption{rpc.WithEjection(loadbalance.Ejection{MaxPercent: 101})}, nil, "maxPercent 101"},
+		{"bad ejection time", "svc", policy("weighted", `{"ejection":{"baseTime":"soon"}}`), nil, "soon"},
+		{"bad ring hash header", "svc", policy("ring_hash_experimental", `{"requestHashHeader":"x-key-bin"}`), nil, "-bin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			opts := []rpc.ClientOption{}
-			if tt.opt != nil {
-				opts = append(opts, tt.opt)
-			}
-			if tt.name == "bad budget" {
-				opts = append(opts, rpc.WithRetry(good))
-			}
-			conn, err := rpc.NewClient(reg, tt.service, opts...)
+			conn, err := rpc.NewClient(reg, tt.service, tt.opts...)
 			if err == nil {
 				conn.Close()
 				t.Fatal("NewClient succeeded")

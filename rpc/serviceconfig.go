@@ -7,8 +7,64 @@ import (
 	"time"
 
 	"google.golang.org/grpc/balancer"
+	_ "google.golang.org/grpc/balancer/leastrequest" // least_request_experimental
+	_ "google.golang.org/grpc/balancer/ringhash"     // ring_hash_experimental
 	"google.golang.org/grpc/codes"
+
+	"github.com/switchyard-dev/switchyard/loadbalance"
+	_ "github.com/switchyard-dev/switchyard/loadbalance/weighted" // weighted
 )
+
+// balancerOptions configure the chosen policy.
+type balancerOptions struct {
+	zone     string
+	ejection *loadbalance.Ejection
+	config   string // the policy's own JSON config object
+}
+
+// WithZone makes a Switchyard policy prefer instances of the caller's
+// zone while any of them is usable (see package loadbalance).
+func WithZone(zone string) ClientOption { return func(o *clientOptions) { o.lb.zone = zone } }
+
+// WithEjection replaces a Switchyard policy's default outlier ejection
+// (loadbalance.DefaultEjection); zero fields keep their defaults.
+func WithEjection(e loadbalance.Ejection) ClientOption {
+	return func(o *clientOptions) { o.lb.ejection = &e }
+}
+
+// WithBalancerConfig gives the chosen policy its JSON config object, as
+// it would stand under the policy's name in a service config's
+// loadBalancingConfig: for example `{"requestHashHeader":"x-user"}` for
+// "ring_hash_experimental", or `{"choiceCount":3}` for
+// "least_request_experimental". A config the policy rejects fails
+// NewClient.
+func WithBalancerConfig(js string) ClientOption {
+	return func(o *clientOptions) { o.lb.config = js }
+}
+
+// policyConfig returns the chosen policy's config object.
+func policyConfig(o clientOptions) (map[string]any, error) {
+	cfg := map[string]any{}
+	if strings.TrimSpace(o.lb.config) != "" {
+		if err := json.Unmarshal([]byte(o.lb.config), &cfg); err != nil {
+			return nil, fmt.Errorf("rpc: balancer config for %s is not a JSON object: %w", o.balancer, err)
+		}
+	}
+	if o.lb.zone == "" && o.lb.ejection == nil {
+		return cfg, nil
+	}
+	if !loadbalance.IsSwitchyard(o.balancer) {
+		return nil, fmt.Errorf("rpc: zone preference and ejection need a Switchyard balancer (%s or %s), not %q: %w",
+			"weighted", "p2c_ewma", o.balancer, loadbalance.ErrBadConfig)
+	}
+	if o.lb.zone != "" {
+		cfg["zone"] = o.lb.zone
+	}
+	if o.lb.ejection != nil {
+		cfg["ejection"] = o.lb.ejection
+	}
+	return cfg, nil
+}
 
 // serviceConfig renders the client's gRPC service config.
 func serviceConfig(o clientOptions) (string, error) {
@@ -30,7 +86,11 @@ func serviceConfig(o clientOptions) (string, error) {
 		Name        []name       `json:"name"`
 		RetryPolicy *retryPolicy `json:"retryPolicy,omitempty"`
 	}
-	cfg := map[string]any{"loadBalancingConfig": []map[string]any{{o.balancer: map[string]any{}}}}
+	pc, err := policyConfig(o)
+	if err != nil {
+		return "", err
+	}
+	cfg := map[string]any{"loadBalancingConfig": []map[string]any{{o.balancer: pc}}}
 	if p := o.retry; p != nil {
 		if p.MaxAttempts < 2 || p.InitialBackoff <= 0 || p.MaxBackoff < p.InitialBackoff || p.Multiplier < 1 || len(p.Methods) == 0 {
 			return "", fmt.Errorf("rpc: retry policy %+v: want methods, 2 or more attempts, backoffs 0 < initial <= max, multiplier >= 1", *p)

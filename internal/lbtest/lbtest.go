@@ -8,11 +8,16 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/switchyard-dev/switchyard/internal/echo"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	echov1 "github.com/switchyard-dev/switchyard/proto/switchyard/echo/v1"
 	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
@@ -39,6 +44,13 @@ func Dial(tb testing.TB) *registry.Client {
 // crashed process's node lingers until its session times out.
 func Backend(tb testing.TB, reg *registry.Client, svc, id string, impl echov1.EchoServiceServer, weight uint32, meta map[string]string) (r *registry.Registration, stop func()) {
 	tb.Helper()
+	return BackendOf(tb, reg, &registryv1.Instance{Service: svc, Id: id, Weight: weight, Metadata: meta}, impl)
+}
+
+// BackendOf is Backend for a record of the caller's (zone, version...);
+// its address is filled in.
+func BackendOf(tb testing.TB, reg *registry.Client, inst *registryv1.Instance, impl echov1.EchoServiceServer) (r *registry.Registration, stop func()) {
+	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -50,17 +62,21 @@ func Backend(tb testing.TB, reg *registry.Client, svc, id string, impl echov1.Ec
 	tb.Cleanup(func() { srv.Stop(); <-done })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err = reg.Register(ctx, &registryv1.Instance{Service: svc, Id: id, Address: lis.Addr().String(), Weight: weight, Metadata: meta})
+	inst = proto.Clone(inst).(*registryv1.Instance)
+	inst.Address = lis.Addr().String()
+	r, err = reg.Register(ctx, inst)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return r, srv.Stop
 }
 
-// Client calls svc through the registry with the named balancer.
-func Client(tb testing.TB, svc, balancer string) echov1.EchoServiceClient {
+// Client calls svc through the registry with the named balancer and
+// further options.
+func Client(tb testing.TB, svc, balancer string, opts ...rpc.ClientOption) echov1.EchoServiceClient {
 	tb.Helper()
-	conn, err := rpc.NewClient(Dial(tb), svc, rpc.WithBalancer(balancer), rpc.WithClientLogger(zktest.Logger(tb)))
+	opts = append([]rpc.ClientOption{rpc.WithBalancer(balancer), rpc.WithClientLogger(zktest.Logger(tb))}, opts...)
+	conn, err := rpc.NewClient(Dial(tb), svc, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -121,4 +137,54 @@ func CheckShares(tb testing.TB, got map[string]int, want map[string]float64, tol
 // Service returns a registry name of tb's own.
 func Service(tb testing.TB) string {
 	return "test." + strings.ReplaceAll(tb.Name(), "/", ".")
+}
+
+// Faulty answers like echo.Server while Fail is false, and fails every
+// call with Unavailable while it is true: an instance that is connected
+// but broken, as one whose own dependency is down.
+type Faulty struct {
+	echo.Server
+	Fail atomic.Bool
+}
+
+// Echo fails while f.Fail is set.
+func (f *Faulty) Echo(ctx context.Context, req *echov1.EchoRequest) (*echov1.EchoResponse, error) {
+	if f.Fail.Load() {
+		return nil, status.Errorf(codes.Unavailable, "%s is failing", f.ID)
+	}
+	return f.Server.Echo(ctx, req)
+}
+
+// Try makes n calls one after another, without waiting for readiness,
+// and counts who served them and how many failed.
+func Try(tb testing.TB, c echov1.EchoServiceClient, n int) (served map[string]int, failed int) {
+	tb.Helper()
+	served = map[string]int{}
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := c.Echo(ctx, &echov1.EchoRequest{})
+		cancel()
+		if err != nil {
+			failed++
+			continue
+		}
+		served[resp.GetServedBy()]++
+	}
+	return served, failed
+}
+
+// Slow answers like echo.Server after Delay.
+type Slow struct {
+	echo.Server
+	Delay time.Duration
+}
+
+// Echo answers after s.Delay, or fails with the context's status.
+func (s *Slow) Echo(ctx context.Context, req *echov1.EchoRequest) (*echov1.EchoResponse, error) {
+	select {
+	case <-time.After(s.Delay):
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return s.Server.Echo(ctx, req)
 }

@@ -14,6 +14,11 @@
 // decays into it with a time constant of Decay, so the estimate reacts to
 // slowness immediately and forgives it gradually.
 //
+// Zone preference, instance affinity and outlier ejection come from
+// package loadbalance: p2c draws its two among the instances of the
+// caller's zone while any is usable, and passes over ejected ones (an
+// instance that fails fast would otherwise look the least loaded of all).
+//
 // Select it with rpc.WithBalancer(p2c.Name); importing the package
 // registers it.
 package p2c
@@ -21,7 +26,6 @@ package p2c
 import (
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,15 +42,15 @@ const Name = "p2c_ewma"
 // Decay is the time constant over which a latency estimate forgets.
 const Decay = 10 * time.Second
 
-func init() { balancer.Register(builder{}) }
+func init() { loadbalance.Register(builder{}) }
 
-type builder struct{}
+type builder struct{ loadbalance.ConfigParser }
 
 func (builder) Name() string { return Name }
 
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
 	b := &p2cBalancer{stats: map[balancer.SubConn]*stats{}}
-	b.Balancer = base.NewBalancerBuilder(Name, b, base.Config{}).Build(cc, opts)
+	b.Init(Name, b, cc, opts)
 	return b
 }
 
@@ -66,16 +70,14 @@ func (b *p2cBalancer) Build(info base.PickerBuildInfo) balancer.Picker {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p := &picker{}
-	live := make(map[balancer.SubConn]*stats, len(info.ReadySCs))
-	for sc, sci := range info.ReadySCs {
-		p.ids = append(p.ids, b.Records.Get(sci.Address).GetId())
-		st := b.stats[sc]
+	p := &picker{set: b.Set(info)}
+	live := make(map[balancer.SubConn]*stats, len(p.set.Endpoints))
+	for _, e := range p.set.Endpoints {
+		st := b.stats[e.SubConn]
 		if st == nil {
 			st = &stats{}
 		}
-		live[sc] = st
-		p.subConns = append(p.subConns, sc)
+		live[e.SubConn] = st
 		p.stats = append(p.stats, st)
 	}
 	b.stats = live // forget SubConns that are gone or not ready
@@ -117,46 +119,57 @@ func (s *stats) observe(now time.Time, rtt time.Duration) {
 }
 
 type picker struct {
-	subConns []balancer.SubConn
-	ids      []string // instance ids, for affinity
-	stats    []*stats
+	set   *loadbalance.Set
+	stats []*stats // in the order of set.Endpoints
 }
 
 // Pick sends a call that names an instance there (see package
-// loadbalance), and any other to the less loaded of two drawn at random.
+// loadbalance), and any other to the less loaded of two usable instances
+// drawn at random from its group.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	i := 0
-	if res, named, err := loadbalance.PickAffine(info, p.ids, p.subConns); named {
+	now := time.Now()
+	if i, named, err := p.set.Affine(info); named {
 		if err != nil {
-			return res, err
+			return balancer.PickResult{}, err
 		}
-		i = slices.Index(p.subConns, res.SubConn)
-		return p.track(i), nil
+		return p.track(i, now), nil
 	}
-	if n := len(p.stats); n > 1 {
-		i = rand.IntN(n)
-		j := rand.IntN(n - 1)
-		if j >= i {
-			j++
+	ns := now.UnixNano()
+	g := p.set.Group(ns)
+	a := rand.IntN(len(g))
+	i := g[a]
+	if n := len(g); n > 1 {
+		b := rand.IntN(n - 1)
+		if b >= a {
+			b++
 		}
-		if p.stats[j].load() < p.stats[i].load() {
+		j := g[b]
+		switch ui, uj := p.set.Usable(i, ns), p.set.Usable(j, ns); {
+		case ui && uj:
+			if p.stats[j].load() < p.stats[i].load() {
+				i = j
+			}
+		case uj:
 			i = j
+		case !ui:
+			i = p.set.AnyUsable(g, ns)
 		}
 	}
-	return p.track(i), nil
+	return p.track(i, now), nil
 }
 
-// track counts a call to instance i in flight until it is done.
-func (p *picker) track(i int) balancer.PickResult {
-	st := p.stats[i]
+// track counts a call to instance i in flight until it is done, and
+// passes its outcome on for ejection.
+func (p *picker) track(i int, start time.Time) balancer.PickResult {
+	st, e := p.stats[i], &p.set.Endpoints[i]
 	st.inflight.Add(1)
-	start := time.Now()
 	return balancer.PickResult{
-		SubConn: p.subConns[i],
-		Done: func(balancer.DoneInfo) {
+		SubConn: e.SubConn,
+		Done: func(di balancer.DoneInfo) {
 			now := time.Now()
 			st.inflight.Add(-1)
 			st.observe(now, now.Sub(start))
+			e.Done(di)
 		},
 	}
 }

@@ -17,21 +17,6 @@ import (
 
 func TestMain(m *testing.M) { zktest.Main(m) }
 
-// slowEcho answers like echo.Server after a fixed delay.
-type slowEcho struct {
-	echo.Server
-	delay time.Duration
-}
-
-func (s *slowEcho) Echo(ctx context.Context, req *echov1.EchoRequest) (*echov1.EchoResponse, error) {
-	select {
-	case <-time.After(s.delay):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return s.Server.Echo(ctx, req)
-}
-
 // concurrentCalls runs callers goroutines calling for d and counts who
 // served.
 func concurrentCalls(t *testing.T, c echov1.EchoServiceClient, callers int, d time.Duration) map[string]int {
@@ -70,7 +55,7 @@ func TestSteersAwayFromSlowInstance(t *testing.T) {
 	svc := lbtest.Service(t)
 	lbtest.Backend(t, reg, svc, "a", &echo.Server{ID: "a"}, 0, nil)
 	lbtest.Backend(t, reg, svc, "b", &echo.Server{ID: "b"}, 0, nil)
-	lbtest.Backend(t, reg, svc, "slow", &slowEcho{Server: echo.Server{ID: "slow"}, delay: 20 * time.Millisecond}, 0, nil)
+	lbtest.Backend(t, reg, svc, "slow", &lbtest.Slow{Server: echo.Server{ID: "slow"}, Delay: 20 * time.Millisecond}, 0, nil)
 
 	shares := map[string]float64{}
 	for _, policy := range []string{"round_robin", p2c.Name} {

@@ -2,10 +2,13 @@ package p2c
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
+	"google.golang.org/grpc/resolver"
 )
 
 // lockedPicker is the baseline: the same picker behind one mutex, as
@@ -21,13 +24,21 @@ func (l *lockedPicker) Pick(info balancer.PickInfo) (balancer.PickResult, error)
 	return l.p.Pick(info)
 }
 
+// subConn stands for a SubConn; a picker only hands it on.
+type subConn struct {
+	balancer.SubConn
+	n int
+}
+
+// newPicker builds a picker over n SubConns as the balancer would, with
+// the default config (ejection on, no zone).
 func newPicker(n int) *picker {
-	p := &picker{}
-	for range n {
-		p.subConns = append(p.subConns, nil)
-		p.stats = append(p.stats, &stats{})
+	b := &p2cBalancer{stats: map[balancer.SubConn]*stats{}}
+	info := base.PickerBuildInfo{ReadySCs: map[balancer.SubConn]base.SubConnInfo{}}
+	for i := range n {
+		info.ReadySCs[&subConn{n: i}] = base.SubConnInfo{Address: resolver.Address{Addr: fmt.Sprintf("127.0.0.1:%d", 1000+i)}}
 	}
-	return p
+	return b.Build(info).(*picker)
 }
 
 // BenchmarkPick measures a pick and its Done from all cores at once:

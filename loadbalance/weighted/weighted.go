@@ -11,6 +11,10 @@
 // its registered_at; clocks of servers and clients are assumed to agree
 // to well within a warm-up.
 //
+// Zone preference, instance affinity and outlier ejection come from
+// package loadbalance: the round robin runs over the usable instances of
+// the caller's zone while there are any.
+//
 // Select it with rpc.WithBalancer(weighted.Name) or the service config
 // {"loadBalancingConfig":[{"weighted":{}}]}; importing the package
 // registers it.
@@ -35,9 +39,9 @@ const Name = "weighted"
 // such as "30s".
 const WarmupKey = "warmup"
 
-func init() { balancer.Register(builder{}) }
+func init() { loadbalance.Register(builder{}) }
 
-type builder struct{}
+type builder struct{ loadbalance.ConfigParser }
 
 func (builder) Name() string { return Name }
 
@@ -46,7 +50,7 @@ func (builder) Name() string { return Name }
 // loadbalance.Tracked: base alone would keep stale weights).
 func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
 	b := &weightedBalancer{}
-	b.Balancer = base.NewBalancerBuilder(Name, b, base.Config{}).Build(cc, opts)
+	b.Init(Name, b, cc, opts)
 	return b
 }
 
@@ -58,26 +62,22 @@ func (b *weightedBalancer) Build(info base.PickerBuildInfo) balancer.Picker {
 	if len(info.ReadySCs) == 0 {
 		return base.NewErrPicker(balancer.ErrNoSubConnAvailable)
 	}
-	p := &picker{now: time.Now}
-	for sc, sci := range info.ReadySCs {
-		inst := b.Records.Get(sci.Address)
-		p.entries = append(p.entries, newEntry(sc, inst))
-		p.ids = append(p.ids, inst.GetId())
-		p.subConns = append(p.subConns, sc)
+	p := &picker{now: time.Now, set: b.Set(info)}
+	for _, e := range p.set.Endpoints {
+		p.entries = append(p.entries, newEntry(e.Record))
 	}
 	return p
 }
 
 type entry struct {
-	sc      balancer.SubConn
 	weight  float64   // full weight
 	start   time.Time // registered_at
 	warmup  time.Duration
 	current float64 // smooth round robin state; guarded by picker.mu
 }
 
-func newEntry(sc balancer.SubConn, inst *registryv1.Instance) *entry {
-	e := &entry{sc: sc, weight: registry.DefaultWeight}
+func newEntry(inst *registryv1.Instance) *entry {
+	e := &entry{weight: registry.DefaultWeight}
 	if inst != nil {
 		e.weight = float64(registry.EffectiveWeight(inst))
 		e.start = inst.GetRegisteredAt().AsTime()
@@ -103,34 +103,52 @@ func (e *entry) effective(now time.Time) float64 {
 }
 
 type picker struct {
-	now      func() time.Time
-	ids      []string           // instance ids, for affinity
-	subConns []balancer.SubConn // in the order of ids
+	now func() time.Time
+	set *loadbalance.Set
 
 	mu      sync.Mutex
-	entries []*entry
+	entries []*entry // in the order of set.Endpoints
 }
 
 // Pick sends a call that names an instance there (see package
-// loadbalance); any other runs one step of smooth weighted round robin:
-// every entry gains its weight, the largest is picked and loses the total.
+// loadbalance); any other runs one step of smooth weighted round robin
+// over the usable instances of its group: every one gains its weight, the
+// largest is picked and loses the total.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	if res, named, err := loadbalance.PickAffine(info, p.ids, p.subConns); named {
-		return res, err
+	if i, named, err := p.set.Affine(info); named {
+		if err != nil {
+			return balancer.PickResult{}, err
+		}
+		e := &p.set.Endpoints[i]
+		return balancer.PickResult{SubConn: e.SubConn, Done: e.Done}, nil
 	}
 	now := p.now()
+	ns := now.UnixNano()
+	g := p.set.Group(ns)
+	skipEjected := false // unless every instance of g is ejected
+	for _, i := range g {
+		if p.set.Usable(i, ns) {
+			skipEjected = true
+			break
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var best *entry
+	best := -1
 	total := 0.0
-	for _, e := range p.entries {
+	for _, i := range g {
+		if skipEjected && !p.set.Usable(i, ns) {
+			continue
+		}
+		e := p.entries[i]
 		w := e.effective(now)
 		e.current += w
 		total += w
-		if best == nil || e.current > best.current {
-			best = e
+		if best < 0 || e.current > p.entries[best].current {
+			best = i
 		}
 	}
-	best.current -= total
-	return balancer.PickResult{SubConn: best.sc}, nil
+	p.entries[best].current -= total
+	e := &p.set.Endpoints[best]
+	return balancer.PickResult{SubConn: e.SubConn, Done: e.Done}, nil
 }
