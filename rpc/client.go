@@ -10,7 +10,6 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/switchyard-dev/switchyard/loadbalance/p2c"
 	"github.com/switchyard-dev/switchyard/registry"
@@ -53,6 +52,10 @@ type clientOptions struct {
 	budget   RetryBudget
 	log      *slog.Logger
 	dialOpts []grpc.DialOption
+
+	metrics    metricsChoice // WithClientMetrics
+	tls        *tlsFiles     // WithClientTLS
+	serverName string        // WithServerName
 }
 
 // ClientOption configures NewClient.
@@ -109,14 +112,24 @@ func NewClient(reg *registry.Client, service string, opts ...ClientOption) (*grp
 	if err != nil {
 		return nil, err
 	}
+	dial, err := transportOptions(o)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: client for %s: %w", service, err)
+	}
+	// Interceptors, outermost first: metrics, default timeout, logging.
+	unary, stream, err := o.metrics.clientInterceptors()
+	if err != nil {
+		return nil, fmt.Errorf("rpc: client for %s: %w", service, err)
+	}
 	logger, logOpts := callLogging(o.log, logging.DefaultClientCodeToLevel)
-	dial := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	unary = append(unary, defaultTimeout(o.timeout), logging.UnaryClientInterceptor(logger, logOpts...))
+	stream = append(stream, logging.StreamClientInterceptor(logger, logOpts...))
+	dial = append(dial,
 		grpc.WithResolvers(reg.ResolverBuilder()),
 		grpc.WithDefaultServiceConfig(sc),
-		grpc.WithChainUnaryInterceptor(defaultTimeout(o.timeout), logging.UnaryClientInterceptor(logger, logOpts...)),
-		grpc.WithChainStreamInterceptor(logging.StreamClientInterceptor(logger, logOpts...)),
-	}
+		grpc.WithChainUnaryInterceptor(unary...),
+		grpc.WithChainStreamInterceptor(stream...),
+	)
 	conn, err := grpc.NewClient(registry.Scheme+":///"+service, append(dial, o.dialOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("rpc: client for %s: %w", service, err)

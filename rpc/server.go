@@ -15,6 +15,10 @@
 // DRAINING; deregister; wait until the registry shows the instance gone, as
 // read back from ZooKeeper, plus a propagation margin; GracefulStop bounded
 // by the caller's context; Stop.
+//
+// Both sides measure every call in Prometheus metrics (WithMetrics,
+// Server.Metrics, WithClientMetrics), and both can use mutual TLS from
+// certificate files (WithServerTLS, WithClientTLS).
 package rpc
 
 import (
@@ -30,9 +34,11 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -56,10 +62,13 @@ var (
 // serves. It implements grpc.ServiceRegistrar, so generated
 // Register...Server functions take it. Register services before Serve.
 type Server struct {
-	grpc   *grpc.Server
-	health *health.Server
-	reg    *registry.Client // nil: serve without registering
-	opts   serverOptions
+	grpc    *grpc.Server
+	health  *health.Server
+	reg     *registry.Client // nil: serve without registering
+	opts    serverOptions
+	err     error                            // from NewServer's options; Serve returns it
+	self    credentials.TransportCredentials // for the readiness check
+	promReg *prometheus.Registry             // the server's own; nil with WithMetrics
 
 	mu       sync.Mutex
 	serving  bool
@@ -81,6 +90,8 @@ type serverOptions struct {
 	maxConcurrent int
 	drainMargin   time.Duration
 	grpcOpts      []grpc.ServerOption
+	metrics       metricsChoice
+	tls           *tlsFiles
 }
 
 // ServerOption configures a Server.
@@ -118,45 +129,101 @@ func WithDrainMargin(d time.Duration) ServerOption {
 	return func(o *serverOptions) { o.drainMargin = d }
 }
 
-// WithGRPCOptions adds options to the underlying grpc.Server (credentials,
-// keepalive, further interceptors, which run after the default chain).
+// WithGRPCOptions adds options to the underlying grpc.Server (keepalive,
+// further interceptors, which run after the default chain). For mutual TLS
+// use WithServerTLS rather than grpc.Creds: Serve's readiness check dials
+// with the credentials WithServerTLS sets.
 func WithGRPCOptions(opts ...grpc.ServerOption) ServerOption {
 	return func(o *serverOptions) { o.grpcOpts = append(o.grpcOpts, opts...) }
 }
 
+// WithMetrics registers the server's Prometheus metrics with reg instead
+// of a registry of the server's own; nil turns them off. Servers given the
+// same reg share its metrics: their counts add up. The metrics are those
+// of go-grpc-middleware's Prometheus provider — grpc_server_started_total,
+// grpc_server_handled_total (by grpc_code), grpc_server_handling_seconds
+// (a histogram with buckets from 100µs to 10s), grpc_server_msg_received_total,
+// grpc_server_msg_sent_total — and grpc_server_calls_in_flight, each
+// labelled by grpc_type, grpc_service and grpc_method. If reg already has
+// other collectors under these names, Serve fails with ErrMetrics.
+func WithMetrics(reg prometheus.Registerer) ServerOption {
+	return func(o *serverOptions) { o.metrics = metricsChoice{reg: reg, set: true} }
+}
+
+// WithServerTLS makes the server require mutual TLS (1.3 or later): it
+// presents the certificate in certFile with the key in keyFile (PEM), and
+// accepts only connections whose client certificate verifies under the CA
+// certificates in clientCAFile (PEM); other connections fail in the
+// handshake, before any handler runs. The files are read once, by
+// NewServer. Because Serve's readiness check presents the server's own
+// certificate to its listener, that certificate must also be a valid
+// client certificate under clientCAFile (extended key usage clientAuth as
+// well as serverAuth, or none). NewServer cannot return an error, so
+// Serve returns one wrapping ErrTLSConfig, before it serves anything,
+// when a file is missing, is not PEM, the key does not match, or the
+// certificate is not a client certificate under clientCAFile.
+func WithServerTLS(certFile, keyFile, clientCAFile string) ServerOption {
+	return func(o *serverOptions) { o.tls = &tlsFiles{cert: certFile, key: keyFile, ca: clientCAFile} }
+}
+
 // NewServer returns a Server that registers in reg (nil: it does not
 // register). Its default interceptor chain is, outermost first: recovery
-// (a panic becomes Internal and is logged with its stack), logging through
-// log/slog (OK calls at debug level), and the limiter, when one is set.
+// (a panic becomes Internal and is logged with its stack), metrics (see
+// WithMetrics; so calls the limiter rejects count with ResourceExhausted),
+// logging through log/slog (OK calls at debug level), and the limiter,
+// when one is set. A call whose handler panics counts as started but not
+// handled: recovery, outside the metrics, turns the panic into Internal.
+//
+// An option that cannot take effect (WithServerTLS's files, WithMetrics's
+// registerer) makes Serve return why, at once.
 func NewServer(reg *registry.Client, opts ...ServerOption) *Server {
 	o := serverOptions{log: slog.Default(), drainMargin: 500 * time.Millisecond}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	s := &Server{reg: reg, opts: o, health: health.NewServer(), ready: make(chan struct{}), drained: make(chan struct{})}
+	s.self = insecure.NewCredentials()
+	var gopts []grpc.ServerOption
+	if o.tls != nil {
+		t, err := newServerTLS(*o.tls)
+		if err != nil {
+			s.err = errors.Join(s.err, err)
+		} else {
+			s.self = t.self
+			gopts = append(gopts, grpc.Creds(t.creds))
+		}
+	}
 
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		o.log.ErrorContext(ctx, "rpc: handler panicked", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
 	logger, logOpts := callLogging(o.log, logging.DefaultServerCodeToLevel)
-	unary := []grpc.UnaryServerInterceptor{
-		recovery.UnaryServerInterceptor(recoverOpt),
-		logging.UnaryServerInterceptor(logger, logOpts...),
+	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(recoverOpt)}
+	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(recoverOpt)}
+	promReg := o.metrics.reg
+	if !o.metrics.set {
+		s.promReg = prometheus.NewRegistry()
+		promReg = s.promReg
 	}
-	stream := []grpc.StreamServerInterceptor{
-		recovery.StreamServerInterceptor(recoverOpt),
-		logging.StreamServerInterceptor(logger, logOpts...),
+	if promReg != nil {
+		m, err := newServerMetrics(promReg)
+		if err != nil {
+			s.err = errors.Join(s.err, err)
+		} else {
+			unary = append(unary, m.unary()...)
+			stream = append(stream, m.stream()...)
+		}
 	}
+	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...))
+	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...))
 	if o.rate > 0 || o.maxConcurrent > 0 {
 		l := newLimiter(o.rate, o.burst, o.maxConcurrent)
 		unary = append(unary, l.unary)
 		stream = append(stream, l.stream)
 	}
-	gopts := append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-	}, o.grpcOpts...)
+	gopts = append(gopts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	gopts = append(gopts, o.grpcOpts...)
 	s.grpc = grpc.NewServer(gopts...)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -171,6 +238,17 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 
 // GRPC returns the underlying grpc.Server.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// Metrics returns the registry of the server's own that holds its call
+// metrics (see WithMetrics), for a /metrics endpoint:
+//
+//	http.Handle("/metrics", promhttp.HandlerFor(s.Metrics(), promhttp.HandlerOpts{}))
+//
+// Each Server has its own, so several in one process never collide; it
+// holds only the gRPC metrics (add others, such as
+// collectors.NewGoCollector, with its Register). Metrics returns nil when
+// WithMetrics chose the registerer (or turned metrics off).
+func (s *Server) Metrics() *prometheus.Registry { return s.promReg }
 
 // services returns the application services, without health and reflection.
 func (s *Server) services() []string {
@@ -188,8 +266,13 @@ func (s *Server) services() []string {
 // Serve serves on lis until ctx ends, then drains (see Shutdown, with
 // drain bounded by a context of its own: ctx is already done) and returns
 // nil; or until serving fails, returning why. It registers every service
-// once the listener answers health checks with SERVING.
+// once the listener answers health checks with SERVING. If an option could
+// not take effect (ErrTLSConfig, ErrMetrics), Serve returns that error at
+// once and leaves lis to the caller.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	if s.err != nil {
+		return s.err
+	}
 	services := s.services()
 	s.mu.Lock()
 	if s.serving {
@@ -246,9 +329,10 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // checkServing asks the server's own health service, through the
 // listener, whether every service is SERVING: it proves the accept loop
-// runs and the server answers before any client is told of it.
+// runs and the server answers before any client is told of it. With
+// mutual TLS it dials as the server itself (see newServerTLS).
 func (s *Server) checkServing(ctx context.Context, addr string, services []string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(s.self))
 	if err != nil {
 		return fmt.Errorf("rpc: checking %s: %w", addr, err)
 	}
