@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -31,8 +32,9 @@ var ErrClosed = errors.New("zkconn: closed")
 // Conn is a ZooKeeper connection whose session changes can be subscribed
 // to. It is safe for concurrent use.
 type Conn struct {
-	zk  *zk.Conn
-	log *slog.Logger
+	zk      *zk.Conn
+	log     *slog.Logger
+	granted *atomic.Int64 // the granted session timeout, as a Duration
 
 	mu     sync.Mutex
 	subs   map[chan struct{}]struct{}
@@ -44,7 +46,7 @@ type Conn struct {
 // Dial connects to the ZooKeeper servers in connect ("host:port,...") and
 // returns once it has a session, or fails when ctx ends first. The session
 // timeout is what the client asks for; the servers may grant a different
-// one, within their minimum and maximum.
+// one, within their minimum and maximum (see SessionTimeout).
 func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, log *slog.Logger) (*Conn, error) {
 	servers, err := ParseConnectString(connect)
 	if err != nil {
@@ -53,16 +55,23 @@ func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, log
 	if log == nil {
 		log = slog.Default()
 	}
+	granted := new(atomic.Int64)
+	granted.Store(int64(sessionTimeout))
+	zl := zkLogger{log: log, granted: granted, authed: make(chan struct{}), once: new(sync.Once)}
 	zc, events, err := zk.Connect(servers, sessionTimeout,
-		zk.WithLogger(zkLogger{log}), zk.WithLogInfo(false), zk.WithDialer(dialer(sessionTimeout)))
+		zk.WithLogger(zl), zk.WithLogInfo(true), zk.WithDialer(dialer(sessionTimeout)))
 	if err != nil {
 		return nil, fmt.Errorf("zkconn: %w", err)
 	}
-	c := &Conn{zk: zc, log: log, subs: map[chan struct{}]struct{}{}, done: make(chan struct{})}
+	c := &Conn{zk: zc, log: log, granted: granted, subs: map[chan struct{}]struct{}{}, done: make(chan struct{})}
 	first := make(chan struct{})
 	go c.read(events, first)
 	select {
 	case <-first:
+		select { // the handshake's log line, with the granted timeout, follows at once
+		case <-zl.authed:
+		case <-ctx.Done():
+		}
 		return c, nil
 	case <-ctx.Done():
 		c.Close()
@@ -142,6 +151,12 @@ func (c *Conn) Session() int64 { return c.zk.SessionID() }
 // State returns the connection state.
 func (c *Conn) State() zk.State { return c.zk.State() }
 
+// SessionTimeout returns the session timeout the servers granted at the
+// latest handshake (before the first, the one asked for). A session ends
+// no sooner than this long after the servers last heard from the client,
+// which is what bounds any promise resting on the session's nodes.
+func (c *Conn) SessionTimeout() time.Duration { return time.Duration(c.granted.Load()) }
+
 // Connected reports whether the connection has a live session now.
 func (c *Conn) Connected() bool { return c.zk.State() == zk.StateHasSession }
 
@@ -219,9 +234,26 @@ func (c *handshakeConn) SetReadDeadline(t time.Time) error {
 }
 
 // zkLogger sends go-zookeeper's log lines to slog at debug level: they
-// describe reconnect attempts, which Conn reports itself.
-type zkLogger struct{ log *slog.Logger }
+// describe reconnect attempts, which Conn reports itself. It also reads the
+// session timeout the server granted from the line go-zookeeper logs on
+// every handshake, its only report of it.
+type zkLogger struct {
+	log     *slog.Logger
+	granted *atomic.Int64
+	authed  chan struct{} // closed at the first handshake's line
+	once    *sync.Once
+}
+
+// authenticated is the format of go-zookeeper's handshake line, whose
+// second argument is the granted session timeout in milliseconds.
+const authenticated = "authenticated: id=%d, timeout=%d"
 
 func (l zkLogger) Printf(format string, args ...any) {
+	if format == authenticated && len(args) == 2 {
+		if ms, ok := args[1].(int32); ok && ms > 0 {
+			l.granted.Store(int64(time.Duration(ms) * time.Millisecond))
+		}
+		l.once.Do(func() { close(l.authed) })
+	}
 	l.log.Debug("zookeeper: " + fmt.Sprintf(format, args...))
 }

@@ -136,3 +136,19 @@ func TestDialSurvivesStalledHandshake(t *testing.T) {
 	}
 	t.Logf("session after %v", elapsed.Round(time.Millisecond))
 }
+
+// TestSessionTimeoutIsTheGrantedOne asks for a session far longer than the
+// test server's maximum (zkserver's default of a minute): SessionTimeout
+// reports what the server granted, not what was asked for.
+func TestSessionTimeoutIsTheGrantedOne(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := zkconn.Dial(ctx, zktest.Shared(t).ConnectString(), 10*time.Minute, zktest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.SessionTimeout(); got != time.Minute {
+		t.Fatalf("SessionTimeout = %v after asking for 10m, want the server's maximum, 1m", got)
+	}
+}

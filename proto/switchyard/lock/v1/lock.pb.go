@@ -247,15 +247,18 @@ type Lease struct {
 	// this lock, ever. A resource that refuses tokens lower than the highest
 	// it has seen is safe from a holder that lost its lease without knowing.
 	Token uint64 `protobuf:"varint,3,opt,name=token,proto3" json:"token,omitempty"`
-	// ttl is the validity granted, counted from when the replica received the
-	// request. A client counts it from when it sent the request, so its view
-	// of the lease ends first.
+	// ttl is the validity granted, counted from the grant (see waited).
 	Ttl *durationpb.Duration `protobuf:"bytes,4,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	// replica is the instance id of the replica that holds the lease; renew
 	// and release there.
 	Replica string `protobuf:"bytes,5,opt,name=replica,proto3" json:"replica,omitempty"`
 	// request_id is the request's id (given or made).
-	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// waited is how long the replica waited in line, between receiving the
+	// request and granting the lock; ttl runs from the grant. A client counts
+	// the validity from when it sent the request plus waited, so its view of
+	// the lease still ends first.
+	Waited        *durationpb.Duration `protobuf:"bytes,7,opt,name=waited,proto3" json:"waited,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -330,6 +333,13 @@ func (x *Lease) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *Lease) GetWaited() *durationpb.Duration {
+	if x != nil {
+		return x.Waited
+	}
+	return nil
 }
 
 // KeepAliveRequest renews a lease.
@@ -1110,7 +1120,7 @@ const file_switchyard_lock_v1_lock_proto_rawDesc = "" +
 	"request_id\x18\x04 \x01(\tR\trequestId\x12\x14\n" +
 	"\x05owner\x18\x05 \x01(\tR\x05owner\"B\n" +
 	"\x0fAcquireResponse\x12/\n" +
-	"\x05lease\x18\x01 \x01(\v2\x19.switchyard.lock.v1.LeaseR\x05lease\"\xb2\x01\n" +
+	"\x05lease\x18\x01 \x01(\v2\x19.switchyard.lock.v1.LeaseR\x05lease\"\xe5\x01\n" +
 	"\x05Lease\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1118,7 +1128,8 @@ const file_switchyard_lock_v1_lock_proto_rawDesc = "" +
 	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x18\n" +
 	"\areplica\x18\x05 \x01(\tR\areplica\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"W\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x121\n" +
+	"\x06waited\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06waited\"W\n" +
 	"\x10KeepAliveRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x14\n" +
@@ -1217,34 +1228,35 @@ var file_switchyard_lock_v1_lock_proto_depIdxs = []int32{
 	17, // 0: switchyard.lock.v1.AcquireRequest.ttl:type_name -> google.protobuf.Duration
 	3,  // 1: switchyard.lock.v1.AcquireResponse.lease:type_name -> switchyard.lock.v1.Lease
 	17, // 2: switchyard.lock.v1.Lease.ttl:type_name -> google.protobuf.Duration
-	17, // 3: switchyard.lock.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
-	10, // 4: switchyard.lock.v1.DescribeResponse.holder:type_name -> switchyard.lock.v1.Contender
-	10, // 5: switchyard.lock.v1.DescribeResponse.waiters:type_name -> switchyard.lock.v1.Contender
-	18, // 6: switchyard.lock.v1.Contender.since:type_name -> google.protobuf.Timestamp
-	17, // 7: switchyard.lock.v1.Contender.ttl:type_name -> google.protobuf.Duration
-	13, // 8: switchyard.lock.v1.ListResponse.locks:type_name -> switchyard.lock.v1.LockSummary
-	10, // 9: switchyard.lock.v1.LockSummary.holder:type_name -> switchyard.lock.v1.Contender
-	16, // 10: switchyard.lock.v1.WatchResponse.event:type_name -> switchyard.lock.v1.LockEvent
-	0,  // 11: switchyard.lock.v1.LockEvent.type:type_name -> switchyard.lock.v1.LockEvent.Type
-	10, // 12: switchyard.lock.v1.LockEvent.contender:type_name -> switchyard.lock.v1.Contender
-	18, // 13: switchyard.lock.v1.LockEvent.at:type_name -> google.protobuf.Timestamp
-	1,  // 14: switchyard.lock.v1.LockService.Acquire:input_type -> switchyard.lock.v1.AcquireRequest
-	4,  // 15: switchyard.lock.v1.LockService.KeepAlive:input_type -> switchyard.lock.v1.KeepAliveRequest
-	6,  // 16: switchyard.lock.v1.LockService.Release:input_type -> switchyard.lock.v1.ReleaseRequest
-	8,  // 17: switchyard.lock.v1.LockService.Describe:input_type -> switchyard.lock.v1.DescribeRequest
-	11, // 18: switchyard.lock.v1.LockService.List:input_type -> switchyard.lock.v1.ListRequest
-	14, // 19: switchyard.lock.v1.LockService.Watch:input_type -> switchyard.lock.v1.WatchRequest
-	2,  // 20: switchyard.lock.v1.LockService.Acquire:output_type -> switchyard.lock.v1.AcquireResponse
-	5,  // 21: switchyard.lock.v1.LockService.KeepAlive:output_type -> switchyard.lock.v1.KeepAliveResponse
-	7,  // 22: switchyard.lock.v1.LockService.Release:output_type -> switchyard.lock.v1.ReleaseResponse
-	9,  // 23: switchyard.lock.v1.LockService.Describe:output_type -> switchyard.lock.v1.DescribeResponse
-	12, // 24: switchyard.lock.v1.LockService.List:output_type -> switchyard.lock.v1.ListResponse
-	15, // 25: switchyard.lock.v1.LockService.Watch:output_type -> switchyard.lock.v1.WatchResponse
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	17, // 3: switchyard.lock.v1.Lease.waited:type_name -> google.protobuf.Duration
+	17, // 4: switchyard.lock.v1.KeepAliveResponse.ttl:type_name -> google.protobuf.Duration
+	10, // 5: switchyard.lock.v1.DescribeResponse.holder:type_name -> switchyard.lock.v1.Contender
+	10, // 6: switchyard.lock.v1.DescribeResponse.waiters:type_name -> switchyard.lock.v1.Contender
+	18, // 7: switchyard.lock.v1.Contender.since:type_name -> google.protobuf.Timestamp
+	17, // 8: switchyard.lock.v1.Contender.ttl:type_name -> google.protobuf.Duration
+	13, // 9: switchyard.lock.v1.ListResponse.locks:type_name -> switchyard.lock.v1.LockSummary
+	10, // 10: switchyard.lock.v1.LockSummary.holder:type_name -> switchyard.lock.v1.Contender
+	16, // 11: switchyard.lock.v1.WatchResponse.event:type_name -> switchyard.lock.v1.LockEvent
+	0,  // 12: switchyard.lock.v1.LockEvent.type:type_name -> switchyard.lock.v1.LockEvent.Type
+	10, // 13: switchyard.lock.v1.LockEvent.contender:type_name -> switchyard.lock.v1.Contender
+	18, // 14: switchyard.lock.v1.LockEvent.at:type_name -> google.protobuf.Timestamp
+	1,  // 15: switchyard.lock.v1.LockService.Acquire:input_type -> switchyard.lock.v1.AcquireRequest
+	4,  // 16: switchyard.lock.v1.LockService.KeepAlive:input_type -> switchyard.lock.v1.KeepAliveRequest
+	6,  // 17: switchyard.lock.v1.LockService.Release:input_type -> switchyard.lock.v1.ReleaseRequest
+	8,  // 18: switchyard.lock.v1.LockService.Describe:input_type -> switchyard.lock.v1.DescribeRequest
+	11, // 19: switchyard.lock.v1.LockService.List:input_type -> switchyard.lock.v1.ListRequest
+	14, // 20: switchyard.lock.v1.LockService.Watch:input_type -> switchyard.lock.v1.WatchRequest
+	2,  // 21: switchyard.lock.v1.LockService.Acquire:output_type -> switchyard.lock.v1.AcquireResponse
+	5,  // 22: switchyard.lock.v1.LockService.KeepAlive:output_type -> switchyard.lock.v1.KeepAliveResponse
+	7,  // 23: switchyard.lock.v1.LockService.Release:output_type -> switchyard.lock.v1.ReleaseResponse
+	9,  // 24: switchyard.lock.v1.LockService.Describe:output_type -> switchyard.lock.v1.DescribeResponse
+	12, // 25: switchyard.lock.v1.LockService.List:output_type -> switchyard.lock.v1.ListResponse
+	15, // 26: switchyard.lock.v1.LockService.Watch:output_type -> switchyard.lock.v1.WatchResponse
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_lock_v1_lock_proto_init() }
