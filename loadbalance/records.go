@@ -35,6 +35,13 @@ func (r *Records) Update(s resolver.State) {
 	r.mu.Unlock()
 }
 
+// All returns the latest records by address. The map must not be modified.
+func (r *Records) All() map[string]*registryv1.Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m
+}
+
 // Get returns the latest record of addr, falling back to the record the
 // address carries, or nil.
 func (r *Records) Get(addr resolver.Address) *registryv1.Instance {
@@ -79,6 +86,21 @@ func (t *Tracked) Init(name string, pb base.PickerBuilder, cc balancer.ClientCon
 type trackedCC struct {
 	balancer.ClientConn
 	t *Tracked
+}
+
+// NewSubConn follows the SubConn's connectivity into its address's
+// Health, for affinity to tell an instance still connecting (wait) from
+// one that failed (Unavailable). base updates the channel's state on every
+// SubConn change, which re-runs blocked picks, so they see it.
+func (cc trackedCC) NewSubConn(addrs []resolver.Address, opts balancer.NewSubConnOptions) (balancer.SubConn, error) {
+	if len(addrs) == 1 && opts.StateListener != nil {
+		h, next := cc.t.health(addrs[0].Addr), opts.StateListener
+		opts.StateListener = func(s balancer.SubConnState) {
+			h.setState(s.ConnectivityState)
+			next(s)
+		}
+	}
+	return cc.ClientConn.NewSubConn(addrs, opts)
 }
 
 func (cc trackedCC) UpdateState(s balancer.State) {

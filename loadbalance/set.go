@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
@@ -21,6 +22,17 @@ type Health struct {
 	failures  atomic.Int32 // consecutive server failures
 	ejections atomic.Int32 // ejections in the current run of them
 	until     atomic.Int64 // unix ns the current ejection ends; 0: never ejected
+	state     atomic.Int32 // connectivity.State of its SubConn; TransientFailure sticks until Ready
+}
+
+// setState records a SubConn state. A failure sticks through the
+// reconnection attempts that follow it, until the SubConn is Ready (as
+// gRPC reports a channel's state).
+func (h *Health) setState(s connectivity.State) {
+	if (s == connectivity.Connecting || s == connectivity.Idle) && connectivity.State(h.state.Load()) == connectivity.TransientFailure {
+		return
+	}
+	h.state.Store(int32(s))
 }
 
 // Ejected reports whether the instance is out of rotation at now (unix ns).
@@ -48,6 +60,7 @@ type Set struct {
 	all      []int              // every index
 	local    []int              // indexes in the caller's zone; nil: no preference or none there
 	eject    Ejection
+	known    map[string]*Health // every instance the resolver lists, ready or not, by id
 
 	ejectMu sync.Mutex // serialises ejection decisions (rare), for MaxPercent
 }
@@ -56,7 +69,10 @@ type Set struct {
 // with the latest records, health and config.
 func (t *Tracked) Set(info base.PickerBuildInfo) *Set {
 	cfg := t.config()
-	s := &Set{eject: *cfg.Ejection}
+	s := &Set{eject: *cfg.Ejection, known: map[string]*Health{}}
+	for addr, rec := range t.Records.All() {
+		s.known[rec.GetId()] = t.health(addr)
+	}
 	for sc, sci := range info.ReadySCs {
 		rec := t.Records.Get(sci.Address)
 		s.Endpoints = append(s.Endpoints, Endpoint{SubConn: sc, Record: rec, Health: t.health(sci.Address.Addr)})
@@ -77,8 +93,10 @@ func (t *Tracked) Set(info base.PickerBuildInfo) *Set {
 
 // Affine resolves a call that names an instance (see WithInstance): ok
 // is false for a call that names none; otherwise i is the endpoint's
-// index, or err is Unavailable when it is not among the ready ones.
-// Affinity overrides zone preference and ejection.
+// index, or err says why not: ErrNoSubConnAvailable while the instance is
+// listed and still connecting (the call waits for the next picker, as
+// every pick does), Unavailable when it failed to connect or is not
+// listed. Affinity overrides zone preference and ejection.
 func (s *Set) Affine(info balancer.PickInfo) (i int, ok bool, err error) {
 	id, named := AffinityOf(info.Ctx)
 	if !named {
@@ -89,7 +107,16 @@ func (s *Set) Affine(info balancer.PickInfo) (i int, ok bool, err error) {
 			return i, true, nil
 		}
 	}
-	return 0, true, status.Errorf(codes.Unavailable, "instance %q is not available", id)
+	h := s.known[id]
+	if h == nil {
+		return 0, true, status.Errorf(codes.Unavailable, "instance %q is not in the registry", id)
+	}
+	switch st := connectivity.State(h.state.Load()); st {
+	case connectivity.Idle, connectivity.Connecting, connectivity.Ready: // Ready: a newer picker has it
+		return 0, true, balancer.ErrNoSubConnAvailable
+	default:
+		return 0, true, status.Errorf(codes.Unavailable, "instance %q is not available (%v)", id, st)
+	}
 }
 
 // Group returns the indexes a call may go to at now (unix ns): those in
