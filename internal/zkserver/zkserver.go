@@ -74,6 +74,10 @@ type Config struct {
 	// Fsync makes every transaction wait for fsync, as production servers
 	// do. Off by default: throwaway servers need speed, not durability.
 	Fsync bool
+	// ContainerCheckInterval is how often the servers delete container
+	// znodes that have had children and have none left (ZooKeeper's
+	// znode.container.checkIntervalMs). 0 keeps ZooKeeper's one minute.
+	ContainerCheckInterval time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -100,6 +104,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = time.Minute
+	}
+	if c.ContainerCheckInterval < 0 {
+		return c, fmt.Errorf("zkserver: container check interval %v is negative", c.ContainerCheckInterval)
 	}
 	if c.Java == "" {
 		c.Java = "java"
@@ -276,12 +283,17 @@ func (e *Ensemble) spawn(s *server) error {
 	if err != nil {
 		return fmt.Errorf("zkserver: %w", err)
 	}
-	cmd := exec.Command(e.cfg.Java,
-		"-Xms32m", "-Xmx512m", "-XX:+UseSerialGC",
+	args := []string{"-Xms32m", "-Xmx512m", "-XX:+UseSerialGC",
 		"-Dzookeeper.jmx.log4j.disable=true",
-		"-Dorg.slf4j.simpleLogger.showDateTime=true",
-		"-cp", e.cfg.Classpath,
+		"-Dorg.slf4j.simpleLogger.showDateTime=true"}
+	if d := e.cfg.ContainerCheckInterval; d > 0 {
+		// A system property, not a zoo.cfg key: the config file would
+		// prefix it with "zookeeper.".
+		args = append(args, fmt.Sprintf("-Dznode.container.checkIntervalMs=%d", max(d.Milliseconds(), 1)))
+	}
+	args = append(args, "-cp", e.cfg.Classpath,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", s.configPath())
+	cmd := exec.Command(e.cfg.Java, args...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()

@@ -1,0 +1,338 @@
+package zklock
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// Grant is a held lock: this Locker's contender node that has the lowest
+// sequence of its lock. It is safe for concurrent use. It is held until
+// Release, or until it is lost — and then Lost is closed and Err says why.
+type Grant struct {
+	l    *Locker
+	s    *slot
+	n    *node
+	name string
+	info Contender // immutable
+
+	// ctx ends when the grant does (released or lost); it stops the
+	// monitor.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu    sync.Mutex
+	state grantState
+	err   error
+	lost  chan struct{}
+}
+
+type grantState int
+
+const (
+	held grantState = iota
+	released
+	lost
+)
+
+func newGrant(l *Locker, s *slot, n *node) *Grant {
+	g := &Grant{
+		l:    l,
+		s:    s,
+		n:    n,
+		name: s.name,
+		info: contenderOf(n.path(), n.guid, n.seq, n.stat, n.data),
+		lost: make(chan struct{}),
+	}
+	g.ctx, g.cancel = context.WithCancel(l.ctx)
+	return g
+}
+
+// Name returns the lock's name.
+func (g *Grant) Name() string { return g.name }
+
+// Token returns the fencing token: the creation zxid of the contender
+// node. Tokens of one lock strictly increase in the order it is granted,
+// across its whole history (ZooKeeper's zxids only grow, while sequence
+// numbers restart when a swept directory is made again). A resource that
+// refuses tokens below the highest it has seen refuses a holder that lost
+// the lock without knowing.
+func (g *Grant) Token() int64 { return g.info.Token }
+
+// Path returns the contender node's path.
+func (g *Grant) Path() string { return g.info.Path }
+
+// Info returns the contender node as it was when granted: GUID, path,
+// sequence, token, data, creation time and owning session.
+func (g *Grant) Info() Contender {
+	c := g.info
+	c.Data = bytes.Clone(c.Data)
+	return c
+}
+
+// Lost is closed when the grant is lost: its node was deleted by someone
+// else (ErrDeleted), its session ended (ErrSessionLost: expiry, learned
+// when the client reconnects, or the connection closed), or the Locker
+// was closed (ErrClosed). Release does not close it. While the client is
+// disconnected nothing is known: the session may be expiring, and Lost
+// cannot fire before ZooKeeper says so; a caller that promises exclusion
+// for a time (a lease) bounds it by the session timeout itself.
+func (g *Grant) Lost() <-chan struct{} { return g.lost }
+
+// Err returns why the grant was lost, wrapping ErrDeleted, ErrSessionLost
+// or ErrClosed, and nil while Lost is open.
+func (g *Grant) Err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.err
+}
+
+func (g *Grant) held() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.state == held
+}
+
+// lose ends a held grant as lost, and reports whether it was held.
+func (g *Grant) lose(cause error) bool {
+	g.mu.Lock()
+	if g.state != held {
+		g.mu.Unlock()
+		return false
+	}
+	g.state, g.err = lost, cause
+	close(g.lost)
+	g.mu.Unlock()
+	g.cancel()
+	if !errors.Is(cause, ErrClosed) {
+		g.l.opts.log.Warn("zklock: lock lost", "lock", g.name, "path", g.info.Path, "token", g.info.Token, "err", cause)
+	}
+	return true
+}
+
+// end ends a held grant as released, or says why it is not held.
+func (g *Grant) end() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch g.state {
+	case released:
+		return fmt.Errorf("%w: %q was released before", ErrNotHeld, g.name)
+	case lost:
+		return fmt.Errorf("%w: %q was lost: %w", ErrNotHeld, g.name, g.err)
+	}
+	g.state = released
+	g.cancel()
+	return nil
+}
+
+// monitor watches a held grant's node and session until the grant ends.
+// watch is the watch on the node set when it was granted.
+func (g *Grant) monitor(watch <-chan zk.Event) {
+	l := g.l
+	notify, unsubscribe := l.conn.Subscribe()
+	defer unsubscribe()
+	lose := func(err error) {
+		if g.lose(err) {
+			l.free(g.s)
+		}
+	}
+	var (
+		retry <-chan time.Time
+		b     backoff
+	)
+	for {
+		if l.sessionEnded(g.info.Session) {
+			lose(fmt.Errorf("%w: session %#x of %s ended", ErrSessionLost, g.info.Session, g.info.Path))
+			return
+		}
+		if watch == nil && retry == nil {
+			r, err := l.getW(g.ctx, g.info.Path)
+			switch {
+			case g.ctx.Err() != nil:
+				return
+			case err == nil && r.stat.Czxid == g.info.Token:
+				watch = r.watch
+				b.reset()
+			case err == nil, errors.Is(err, zk.ErrNoNode):
+				lose(fmt.Errorf("%w: %s", ErrDeleted, g.info.Path))
+				return
+			default:
+				retry = time.After(b.next()) // unreachable: try again
+			}
+		}
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-notify:
+		case <-retry:
+			retry = nil
+		case ev := <-watch:
+			watch = nil
+			switch ev.Type {
+			case zk.EventNodeDeleted:
+				lose(fmt.Errorf("%w: %s", ErrDeleted, g.info.Path))
+				return
+			case zk.EventNotWatching:
+				lose(fmt.Errorf("%w: %s: %w", ErrSessionLost, g.info.Path, ev.Err))
+				return
+			}
+			// The data changed: watch again.
+		}
+	}
+}
+
+// Release deletes the grant's node, which hands the lock to the next
+// waiter. It fails with ErrNotHeld for a grant that is not held: released
+// before, lost (wrapping why), found already gone, or made by another
+// Locker. Any Grant this Locker made can be released, from any goroutine:
+// the lock service releases the grants of expired leases this way.
+//
+// The node is deleted with the version it was read with, so a node that
+// is not the grant's is never deleted. If ctx ends before ZooKeeper
+// confirms the deletion, Release returns ctx's error and the deletion goes
+// on in the background; either way the grant is no longer held, and Lost
+// stays open.
+func (l *Locker) Release(ctx context.Context, g *Grant) error {
+	if g == nil || g.l != l {
+		return fmt.Errorf("%w: the grant was not made by this Locker", ErrNotHeld)
+	}
+	if err := l.enter(); err != nil {
+		if err := g.end(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrNotHeld, err)
+	}
+	defer l.wg.Done()
+	if err := g.end(); err != nil {
+		return err
+	}
+	err := l.remove(ctx, g.n)
+	switch {
+	case err == nil:
+		l.free(g.s)
+		return nil
+	case gone(err):
+		l.free(g.s)
+		return fmt.Errorf("%w: %w", ErrNotHeld, err)
+	}
+	l.wg.Go(func() {
+		if err := l.remove(l.reap, g.n); err != nil && !gone(err) {
+			l.opts.log.Error("zklock: released lock's node left until its session ends",
+				"lock", g.name, "path", g.info.Path, "err", err)
+		}
+		l.free(g.s)
+	})
+	return fmt.Errorf("zklock: release of %q not confirmed, deleting in the background: %w", g.name, err)
+}
+
+// remove deletes a node of this Locker's session. It returns nil once the
+// node is deleted, an error wrapping ErrDeleted or ErrSessionLost if the
+// node was gone before (see gone), or ctx's error.
+func (l *Locker) remove(ctx context.Context, n *node) error {
+	if n.name == "" {
+		return l.purge(ctx, n.dir, n.guid)
+	}
+	p := n.path()
+	version, owner, token := int32(-1), int64(0), int64(0)
+	if n.stat != nil {
+		version, owner, token = n.stat.Version, n.stat.EphemeralOwner, n.stat.Czxid
+	}
+	var b backoff
+	sent := false // a delete may have been done without our hearing back
+	for {
+		if owner != 0 && l.sessionEnded(owner) {
+			if sent {
+				return nil
+			}
+			return fmt.Errorf("%w: session %#x of %s ended", ErrSessionLost, owner, p)
+		}
+		_, err := call(ctx, l, func() (struct{}, error) { return struct{}{}, l.zk.Delete(p, version) })
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, zk.ErrNoNode):
+			if sent {
+				return nil
+			}
+			return fmt.Errorf("%w: %s", ErrDeleted, p)
+		case errors.Is(err, zk.ErrBadVersion):
+			// Its data changed since it was read: make sure it is the same
+			// node, then delete what it is now.
+			r, err := l.get(ctx, p)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				continue
+			case err != nil:
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if b.pause(ctx) != nil {
+					return ctx.Err()
+				}
+				continue
+			case token != 0 && r.stat.Czxid != token:
+				return fmt.Errorf("%w: %s was replaced by another node", ErrDeleted, p)
+			}
+			version = r.stat.Version
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case transient(err):
+			sent = sent || errors.Is(err, zk.ErrConnectionClosed)
+			if b.pause(ctx) != nil {
+				return ctx.Err()
+			}
+		default:
+			return fmt.Errorf("zklock: deleting %s: %w", p, err)
+		}
+	}
+}
+
+// purge deletes every node of this session with guid in dir: what a
+// create whose outcome is unknown may have left.
+func (l *Locker) purge(ctx context.Context, dir, guid string) error {
+	var b backoff
+	for {
+		children, err := read(ctx, l, func() ([]string, error) {
+			children, _, err := l.zk.Children(dir)
+			return children, err
+		})
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			return nil
+		case err != nil:
+			return err
+		}
+		sid := l.conn.Session()
+		left := false
+		for _, c := range queue(children) {
+			if c.guid != guid {
+				continue
+			}
+			r, err := l.get(ctx, dir+"/"+c.node)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				continue
+			case err != nil || sid == 0:
+				left = true
+				continue
+			case r.stat.EphemeralOwner != sid:
+				continue // another session's
+			}
+			n := &node{dir: dir, guid: guid, name: c.node, seq: c.seq, stat: r.stat}
+			if err := l.remove(ctx, n); err != nil && !gone(err) {
+				left = true
+			}
+		}
+		if !left {
+			return nil
+		}
+		if b.pause(ctx) != nil {
+			return ctx.Err()
+		}
+	}
+}
