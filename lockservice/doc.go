@@ -1,0 +1,53 @@
+// Package lockservice is Switchyard's distributed lock service: the
+// server behind switchyard.lock.v1.LockService. Locks live in ZooKeeper
+// (package zklock does the recipe); this package grants them under leases,
+// enforces who may renew and release, bounds what it promises by what its
+// ZooKeeper session can guarantee, and maps every outcome to a gRPC code
+// in one place. Clients use package lockclient.
+//
+// # The contract
+//
+// Mutual exclusion: each acquire is an EPHEMERAL_SEQUENTIAL node under
+// /switchyard/locks/<name>; the lowest sequence holds the lock; every other
+// waiter watches only its predecessor, so a release wakes exactly one
+// waiter. Creates are protected by a GUID derived from the request id.
+//
+// Fencing: every grant carries a token, its node's creation zxid, which
+// strictly increases over the lock's whole history.
+//
+// Leases: a grant carries a lease id (128 random bits) and a validity. The
+// holder renews it with KeepAlive; a lease not renewed in time expires and
+// its node is deleted, which grants the lock to the next waiter. The
+// validity a replica grants never outlasts what it can guarantee: it is
+// at most the asked TTL, and it ends no later than the replica's ZooKeeper
+// session could expire — the session timeout after the replica last heard
+// from ZooKeeper, measured by a heartbeat from when it sent the request.
+// While disconnected from ZooKeeper a replica grants and renews nothing
+// (UNAVAILABLE). Validity runs from when the replica received the request
+// plus the time it waited in line (Lease.waited); the client counts from
+// when it sent the request plus the same wait, so its view ends first.
+//
+// Holder-only release and renewal: a lease id or token that does not
+// match is PERMISSION_DENIED; a lease that expired, was released or was
+// lost is FAILED_PRECONDITION — never a silent success.
+//
+// Idempotent acquire: a request id makes a retried acquire return the
+// same lease, never a second grant. A request whose lease has ended is
+// FAILED_PRECONDITION if it comes again, so a late duplicate cannot take
+// the lock a second time. A retry that reaches another replica than the
+// one that holds its node is FAILED_PRECONDITION naming that replica
+// (ErrorInfo reason OTHER_REPLICA, metadata "replica").
+//
+// Not reentrant: two acquires of one name with different request ids are
+// two contenders, even from one owner; the second waits for the first.
+//
+// Replicas: a lease lives on the replica whose session holds its node.
+// KeepAlive and Release must reach that replica (lockclient does, through
+// instance affinity); another replica answers FAILED_PRECONDITION naming
+// it. If that replica dies, its session ends, its nodes go, and its
+// leases' holders learn of the loss when their renewals fail, before the
+// validity they were promised ends.
+//
+// Limits: a replica queues at most Config.MaxWaiters acquires per lock and
+// holds at most Config.MaxLeases leases; past either, RESOURCE_EXHAUSTED.
+package lockservice
