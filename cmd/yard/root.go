@@ -15,6 +15,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
   yard up          start ZooKeeper and NATS for development, until Ctrl-C
   yard zk status   show the mode, zxid and load of every ZooKeeper server
   yard registry    list services, show or watch their instances, list znodes
+  yard bench rpc   measure the RPC stack against raw grpc-go (QPS, p50, p99)
   yard version     print the version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -24,5 +25,6 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newVersionCmd(), newUpCmd())
 	root.AddCommand(newZKCmd())
 	root.AddCommand(newRegistryCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard-dev/switchyard/internal/devstack"
+	"github.com/switchyard-dev/switchyard/internal/rpcbench"
+	"github.com/switchyard-dev/switchyard/internal/zkconn"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure Switchyard against its baselines",
+		Long: `bench runs Switchyard's benchmarks. Each measures a Switchyard path and
+its baseline in one process and one run, alternating them so that machine
+noise does not favour either, and prints both and their ratios.
+
+Each starts the ZooKeeper it needs, as ` + "`yard up`" + ` does, and stops it at the
+end, unless --zk names a running one.
+
+  yard bench rpc   the RPC stack against raw grpc-go: QPS, p50, p99`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newBenchRPCCmd())
+	return cmd
+}
+
+// benchRPCFlags are the flags of `yard bench rpc`.
+type benchRPCFlags struct {
+	zk          string
+	duration    time.Duration
+	warmup      time.Duration
+	rounds      int
+	concurrency []int
+	payload     int
+	timeout     time.Duration
+	json        bool
+	cpuprofile  string
+}
+
+// config checks the flags, with messages that name them, and returns the
+// benchmark's configuration without its ZooKeeper (unless --zk gave it).
+// It touches no network.
+func (f *benchRPCFlags) config(cmd *cobra.Command) (rpcbench.Config, error) {
+	cfg := rpcbench.DefaultConfig()
+	if cmd.Flags().Changed("zk") {
+		addrs, err := zkconn.ParseConnectString(f.zk)
+		if err != nil {
+			return cfg, fmt.Errorf("--zk %q: %w", f.zk, err)
+		}
+		cfg.ZK = strings.Join(addrs, ",")
+	}
+	switch {
+	case f.duration <= 0:
+		return cfg, fmt.Errorf("--duration %v: want a positive duration", f.duration)
+	case f.warmup < 0:
+		return cfg, fmt.Errorf("--warmup %v: want 0 or a positive duration", f.warmup)
+	case f.rounds < 1:
+		return cfg, fmt.Errorf("--rounds %d: want 1 or more", f.rounds)
+	case f.timeout <= 0:
+		return cfg, fmt.Errorf("--timeout %v: want a positive duration", f.timeout)
+	case len(f.concurrency) == 0:
+		return cfg, errors.New("--concurrency: want at least one count of callers")
+	case f.payload < 0:
+		return cfg, fmt.Errorf("--payload %d: want 0 or more bytes", f.payload)
+	}
+	for i, n := range f.concurrency {
+		if n < 1 {
+			return cfg, fmt.Errorf("--concurrency %s: %d is not a positive count", intList(f.concurrency), n)
+		}
+		if slices.Contains(f.concurrency[:i], n) {
+			return cfg, fmt.Errorf("--concurrency %s: %d given twice", intList(f.concurrency), n)
+		}
+	}
+	cfg.Duration, cfg.Warmup, cfg.Rounds = f.duration, f.warmup, f.rounds
+	cfg.Concurrency, cfg.PayloadSize, cfg.SetupTimeout = f.concurrency, f.payload, f.timeout
+	check := cfg
+	if check.ZK == "" {
+		check.ZK = "started later" // Validate wants one; the rest is what counts here
+	}
+	if err := check.Validate(); err != nil { // the limits the checks above leave to it
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func newBenchRPCCmd() *cobra.Command {
+	var f benchRPCFlags
+	cmd := &cobra.Command{
+		Use:   "rpc",
+		Short: "Measure the RPC stack against raw grpc-go: QPS, p50, p99 and their ratios",
+		Long: `rpc calls the Echo service with a 64-byte payload two ways, in this process
+over loopback TCP, and prints the QPS and the p50 and p99 latency of each
+at each concurrency, and the stack's figures over raw grpc-go's:
+
+  raw    grpc.NewServer and grpc.NewClient to its address: no interceptors,
+         no resolver, no balancer but pick_first
+  stack  rpc.NewServer (default interceptors) registered in ZooKeeper, and
+         rpc.NewClient through the zk:/// resolver with p2c_ewma and the
+         default interceptors
+
+Each side has one server and one ClientConn, shared by its workers. At
+concurrency c, c workers each call in a closed loop. A phase runs one
+side for --warmup and then a measured --duration window; for each
+concurrency the sides run --rounds phases each in ABBA order (raw, stack,
+stack, raw, ...), and each figure is the median of the rounds'.
+
+Issue #4's goals are that the stack keeps at least 0.95 of raw's QPS at
+c=64 and at most 1.05 of its p50 at c=1; the ratios are marked met or
+missed. A missed goal is a finding, not a failure: the exit status is 0
+unless the run fails (any failed call fails it).
+
+Without --zk, bench starts a ZooKeeper as ` + "`yard up`" + ` does (with its embedded
+NATS, idle here) and stops it at the end. Given --zk, the Echo service
+must have no instance registered there.
+
+--json prints one object, every key always present:
+
+  raw, stack   {"c1": CELL, "c64": CELL}, keyed by "c" + concurrency
+      CELL     {"qps", "p50_us", "p99_us": medians of the rounds,
+                "calls": calls timed, "errors": 0,
+                "cpu_us_per_call", "allocs_per_call", "bytes_per_call":
+                the whole process's (client, server, GC) in the windows,
+                medians of the rounds,
+                "rounds": [{"qps", "p50_us", "p99_us", "calls", ...}]}
+  ratio        {"qps_c1", "qps_c64", "p50_c1", "p50_c64", "p99_c1",
+                "p99_c64", "cpu_per_call_c1", ..., "allocs_per_call_c64"}:
+               stack / raw
+  goals        [{"ratio", "op", "limit", "value", "met"}, ...]
+  config       {"duration_ms", "warmup_ms", "rounds", "concurrency",
+                "payload_bytes"}
+
+Progress goes to stderr. --cpuprofile writes a CPU profile of the run, its
+samples labelled side=raw or side=stack (and c=N for the callers):
+
+  go tool pprof -tagfocus side=stack -top FILE`,
+		Example: `  yard bench rpc
+  yard bench rpc --duration 5s --cpuprofile cpu.prof
+  yard bench rpc --zk 127.0.0.1:2181 --json | jq .ratio`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			cfg, err := f.config(cmd)
+			if err != nil {
+				return err
+			}
+			var profile *os.File
+			if f.cpuprofile != "" {
+				if profile, err = os.Create(f.cpuprofile); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer func() { err = errors.Join(err, profile.Close()) }()
+			}
+			ctx := cmd.Context()
+			stderr := cmd.ErrOrStderr()
+			if cfg.ZK == "" {
+				fmt.Fprintln(stderr, "bench: starting ZooKeeper")
+				stack, err := devstack.Start(ctx, devstack.Config{})
+				if err != nil {
+					return fmt.Errorf("bench rpc: %w", err)
+				}
+				defer func() {
+					if cerr := stack.Close(); cerr != nil {
+						err = errors.Join(err, fmt.Errorf("bench rpc: stopping ZooKeeper: %w", cerr))
+					}
+				}()
+				cfg.ZK = stack.ZK
+				fmt.Fprintf(stderr, "bench: ZooKeeper %s (started here; stops at the end)\n", cfg.ZK)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			cfg.Progress = func(p rpcbench.Phase) {
+				fmt.Fprintf(stderr, "bench: %-5s c=%-3d round %d/%d  %9.1f qps  p50 %s  p99 %s  cpu/call %.2fµs\n",
+					p.Side, p.Concurrency, p.Round, p.Rounds, p.Figures.QPS, latency(p.Figures.P50us), latency(p.Figures.P99us), p.Figures.CPUusPerCall)
+			}
+
+			if profile != nil {
+				if err := pprof.StartCPUProfile(profile); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+			}
+			res, err := rpcbench.Run(ctx, cfg)
+			if profile != nil {
+				pprof.StopCPUProfile()
+			}
+			if err != nil {
+				return fmt.Errorf("bench rpc: %w", err)
+			}
+
+			out := cmd.OutOrStdout()
+			if f.json {
+				err = writeJSON(out, res)
+			} else {
+				err = writeBenchRPC(out, res)
+			}
+			if err != nil {
+				return fmt.Errorf("bench rpc: writing output: %w", err)
+			}
+			if profile != nil {
+				fmt.Fprintf(stderr, "bench: CPU profile in %s; the stack side alone:\n  go tool pprof -tagfocus side=stack -top %s\n", f.cpuprofile, f.cpuprofile)
+			}
+			return nil
+		},
+	}
+	def := rpcbench.DefaultConfig()
+	fl := cmd.Flags()
+	fl.StringVar(&f.zk, "zk", "", "use the running ZooKeeper at host:port[,host:port...] instead of starting one")
+	fl.DurationVar(&f.duration, "duration", def.Duration, "measured window of each phase (one side, one concurrency, one round)")
+	fl.DurationVar(&f.warmup, "warmup", def.Warmup, "untimed calls before each window")
+	fl.IntVar(&f.rounds, "rounds", def.Rounds, "phases per side and concurrency, alternating the sides")
+	fl.IntSliceVar(&f.concurrency, "concurrency", def.Concurrency, "closed-loop callers, one measurement each")
+	fl.IntVar(&f.payload, "payload", def.PayloadSize, "bytes of the Echo payload")
+	fl.DurationVar(&f.timeout, "timeout", def.SetupTimeout, "how long to wait for a ZooKeeper session and each side to be ready")
+	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
+	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	return cmd
+}
+
+// writeBenchRPC prints the figures, then the ratios with their goals.
+func writeBenchRPC(w io.Writer, res rpcbench.Result) error {
+	cfg := res.Config
+	fmt.Fprintf(w, "Echo, %d B payload: raw grpc-go vs. the Switchyard stack (zk:/// + p2c_ewma + default interceptors)\n", cfg.PayloadSize)
+	fmt.Fprintf(w, "one server and one ClientConn per side; %d rounds per cell in ABBA order, %v windows after %v warm-ups; medians\n\n",
+		cfg.Rounds, time.Duration(cfg.DurationMS)*time.Millisecond, time.Duration(cfg.WarmupMS)*time.Millisecond)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SIDE\tCONCURRENCY\tQPS\tP50\tP99\tCPU/CALL\tALLOCS/CALL\tCALLS")
+	for _, c := range cfg.Concurrency {
+		k := rpcbench.CellKey(c)
+		for _, side := range []struct {
+			name  string
+			cells map[string]rpcbench.Cell
+		}{{rpcbench.SideRaw, res.Raw}, {rpcbench.SideStack, res.Stack}} {
+			cell := side.cells[k]
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%s\t%s\t%.2fµs\t%.1f\t%d\n", side.name, c, cell.QPS,
+				latency(cell.P50us), latency(cell.P99us), cell.CPUusPerCall, cell.AllocsPerCall, cell.Calls)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	goals := map[string]rpcbench.Goal{}
+	for _, g := range res.Goals {
+		goals[g.Ratio] = g
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STACK/RAW\tRATIO\tGOAL")
+	figures := []struct{ key, label string }{
+		{"qps", "qps"}, {"p50", "p50"}, {"p99", "p99"}, {"cpu_per_call", "cpu/call"}, {"allocs_per_call", "allocs/call"},
+	}
+	for _, figure := range figures {
+		for _, c := range cfg.Concurrency {
+			k := figure.key + "_" + rpcbench.CellKey(c)
+			goal := "-"
+			if g, ok := goals[k]; ok {
+				op := map[string]string{">=": "≥", "<=": "≤"}[g.Op]
+				verdict := "missed"
+				if g.Met {
+					verdict = "met"
+				}
+				goal = fmt.Sprintf("%s %.2f  %s", op, g.Limit, verdict)
+			}
+			fmt.Fprintf(tw, "%s c=%d\t%.3f\t%s\n", figure.label, c, res.Ratio[k], goal)
+		}
+	}
+	return tw.Flush()
+}
+
+// latency formats microseconds as µs below a millisecond, else as ms.
+func latency(us float64) string {
+	if us < 1000 {
+		return strconv.FormatFloat(us, 'f', 1, 64) + "µs"
+	}
+	return strconv.FormatFloat(us/1000, 'f', 2, 64) + "ms"
+}
+
+func intList(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}

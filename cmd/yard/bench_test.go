@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+)
+
+// benchSmall are the flags that make `yard bench rpc` a test-sized run.
+var benchSmall = []string{"--duration", "200ms", "--warmup", "50ms", "--rounds", "2"}
+
+// TestBenchRPCJSON runs `yard bench rpc --json` against the test's
+// ZooKeeper and checks the keys issue #4 fixes, that calls were made with
+// no error, and that the progress went to stderr, not into the JSON. It
+// does not judge the figures.
+func TestBenchRPCJSON(t *testing.T) {
+	zk := zktest.Start(t)
+	args := append([]string{"bench", "rpc", "--json", "--zk", zk.ConnectString()}, benchSmall...)
+	res := runYard(t, nil, args...)
+	if res.code != 0 {
+		t.Fatalf("yard %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
+	}
+	var doc struct {
+		Raw   map[string]map[string]any `json:"raw"`
+		Stack map[string]map[string]any `json:"stack"`
+		Ratio map[string]any            `json:"ratio"`
+		Goals []map[string]any          `json:"goals"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatalf("stdout is not the JSON object: %v\n%s", err, res.stdout)
+	}
+	for side, cells := range map[string]map[string]map[string]any{"raw": doc.Raw, "stack": doc.Stack} {
+		for _, c := range []string{"c1", "c64"} {
+			for _, k := range []string{"qps", "p50_us", "p99_us", "calls"} {
+				if v, ok := cells[c][k].(float64); !ok || v <= 0 {
+					t.Errorf("%s.%s.%s = %v, want a positive number\n%s", side, c, k, cells[c][k], res.stdout)
+				}
+			}
+			if cells[c]["errors"] != 0.0 {
+				t.Errorf("%s.%s.errors = %v, want 0", side, c, cells[c]["errors"])
+			}
+		}
+	}
+	for _, k := range []string{"qps_c1", "qps_c64", "p50_c1"} {
+		if v, ok := doc.Ratio[k].(float64); !ok || v <= 0 {
+			t.Errorf("ratio.%s = %v, want a positive number\n%s", k, doc.Ratio[k], res.stdout)
+		}
+	}
+	if len(doc.Goals) != 2 {
+		t.Errorf("goals %v, want qps_c64 and p50_c1", doc.Goals)
+	}
+	if n := strings.Count(res.stderr, "round "); n != 8 {
+		t.Errorf("stderr has %d progress lines, want 8 (2 sides × 2 concurrencies × 2 rounds):\n%s", n, res.stderr)
+	}
+}
+
+// TestBenchRPCStartsZooKeeper runs `yard bench rpc` without --zk: it
+// starts its own ZooKeeper, prints the table and the goals, and leaves no
+// process and nothing in TMPDIR behind.
+func TestBenchRPCStartsZooKeeper(t *testing.T) {
+	tmp := t.TempDir()
+	cmd := yardCmd(t, tmp, append([]string{"bench", "rpc"}, benchSmall...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("yard bench rpc: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
+		}
+	case <-time.After(2 * time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("yard bench rpc still running after 2 minutes\nstderr:\n%s", &stderr)
+	}
+
+	out := stdout.String()
+	for _, want := range []string{"SIDE", "QPS", "P50", "P99", "STACK/RAW", "qps c=64", "p50 c=1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output has no %q:\n%s", want, out)
+		}
+	}
+	rows := 0
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.HasPrefix(line, "raw ") || strings.HasPrefix(line, "stack ") {
+			rows++
+		}
+	}
+	if rows != 4 {
+		t.Errorf("%d table rows, want raw and stack at c=1 and c=64:\n%s", rows, out)
+	}
+	if n := strings.Count(out, "met") + strings.Count(out, "missed"); n != 2 {
+		t.Errorf("%d goals marked met or missed, want 2:\n%s", n, out)
+	}
+	if !strings.Contains(stderr.String(), "started here") {
+		t.Errorf("stderr does not say ZooKeeper was started:\n%s", &stderr)
+	}
+
+	if left := processesMentioning(t, tmp); len(left) > 0 {
+		t.Errorf("processes left behind: %v", left)
+	}
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("left behind in TMPDIR: %s", filepath.Join(tmp, e.Name()))
+	}
+}
+
+// TestBenchRPCBadInput checks that bad flags fail with exit status 1 and a
+// message naming the problem, before yard connects anywhere or starts a
+// ZooKeeper: a listener given as --zk must see no connection. An
+// unreachable ZooKeeper fails within --timeout.
+func TestBenchRPCBadInput(t *testing.T) {
+	good, accepted := tripwire(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"zero duration", []string{"--zk", good, "--duration", "0s"}, "--duration 0s: want a positive duration"},
+		{"duration not a duration", []string{"--zk", good, "--duration", "5"}, `invalid argument "5" for "--duration"`},
+		{"negative warm-up", []string{"--zk", good, "--warmup", "-1s"}, "--warmup -1s"},
+		{"no rounds", []string{"--zk", good, "--rounds", "0"}, "--rounds 0: want 1 or more"},
+		{"zero concurrency", []string{"--zk", good, "--concurrency", "1,0"}, "--concurrency 1,0: 0 is not a positive count"},
+		{"repeated concurrency", []string{"--zk", good, "--concurrency", "8,8"}, "8 given twice"},
+		{"concurrency not a number", []string{"--zk", good, "--concurrency", "x"}, `invalid argument "x" for "--concurrency"`},
+		{"huge concurrency", []string{"--zk", good, "--concurrency", "100000"}, "concurrency 100000: want 1 to 4096"},
+		{"negative payload", []string{"--zk", good, "--payload", "-1"}, "--payload -1"},
+		{"zero timeout", []string{"--zk", good, "--timeout", "0s"}, "--timeout 0s"},
+		{"empty zk", []string{"--zk", ""}, "empty connect string"},
+		{"malformed zk", []string{"--zk", good + ",:2181"}, "missing host"},
+		{"profile in a missing directory", []string{"--zk", good, "--cpuprofile", filepath.Join(t.TempDir(), "no", "cpu.prof")}, "--cpuprofile"},
+		{"extra argument", []string{"--zk", good, "extra"}, "unknown command"},
+		{"unknown flag", []string{"--zk", good, "--no-such-flag"}, "unknown flag"},
+		{"unreachable zk", []string{"--zk", "127.0.0.1:1", "--timeout", "300ms"}, "no ZooKeeper session with 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"bench", "rpc"}, tt.args...)
+			res := runYard(t, nil, args...)
+			if res.code != 1 {
+				t.Fatalf("yard %q: exit %d, want 1\nstdout:\n%s\nstderr: %s", args, res.code, res.stdout, res.stderr)
+			}
+			if !strings.Contains(res.stderr, tt.want) {
+				t.Errorf("yard %q said %q, want it to say %q", args, res.stderr, tt.want)
+			}
+			if res.stdout != "" {
+				t.Errorf("yard %q printed %q on bad input", args, res.stdout)
+			}
+		})
+	}
+	if n := accepted(); n != 0 {
+		t.Errorf("bad input reached the network: %d connections", n)
+	}
+}

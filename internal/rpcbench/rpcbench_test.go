@@ -1,0 +1,256 @@
+package rpcbench_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/echo"
+	"github.com/switchyard-dev/switchyard/internal/lbtest"
+	"github.com/switchyard-dev/switchyard/internal/rpcbench"
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+	echov1 "github.com/switchyard-dev/switchyard/proto/switchyard/echo/v1"
+)
+
+func TestMain(m *testing.M) { zktest.Main(m) }
+
+// smallConfig is the benchmark at test scale against the shared
+// ZooKeeper: two rounds of 200ms windows at concurrency 1 and 64.
+func smallConfig(tb testing.TB) rpcbench.Config {
+	cfg := rpcbench.DefaultConfig()
+	cfg.ZK = zktest.Shared(tb).ConnectString()
+	cfg.Duration, cfg.Warmup, cfg.Rounds = 200*time.Millisecond, 50*time.Millisecond, 2
+	cfg.Logger = warnLogger(tb)
+	return cfg
+}
+
+// TestRunSmall runs the whole benchmark at a tiny scale and checks what
+// the result promises: the JSON keys of issue #4, calls made with no
+// error, medians taken from the rounds, ratios of the two sides, goals
+// judged by their own ratio, and phases in ABBA order. It does not judge
+// the figures themselves.
+func TestRunSmall(t *testing.T) {
+	cfg := smallConfig(t)
+	var phases []string
+	cfg.Progress = func(p rpcbench.Phase) {
+		phases = append(phases, p.Side+" "+rpcbench.CellKey(p.Concurrency))
+	}
+	res, err := rpcbench.Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t)
+
+	wantPhases := []string{"raw c1", "stack c1", "stack c1", "raw c1", "raw c64", "stack c64", "stack c64", "raw c64"}
+	if !slices.Equal(phases, wantPhases) {
+		t.Errorf("phases ran in the order %q, want %q", phases, wantPhases)
+	}
+
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Raw   map[string]map[string]any `json:"raw"`
+		Stack map[string]map[string]any `json:"stack"`
+		Ratio map[string]any            `json:"ratio"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	for side, cells := range map[string]map[string]map[string]any{"raw": doc.Raw, "stack": doc.Stack} {
+		for _, c := range []string{"c1", "c64"} {
+			cell, ok := cells[c]
+			if !ok {
+				t.Fatalf("no %s.%s object in %s", side, c, b)
+			}
+			for _, k := range []string{"qps", "p50_us", "p99_us", "calls", "cpu_us_per_call", "allocs_per_call", "bytes_per_call"} {
+				if v, ok := cell[k].(float64); !ok || v <= 0 {
+					t.Errorf("%s.%s.%s = %v, want a positive number", side, c, k, cell[k])
+				}
+			}
+			if cell["errors"] != 0.0 {
+				t.Errorf("%s.%s.errors = %v, want 0", side, c, cell["errors"])
+			}
+		}
+	}
+	for _, k := range []string{"qps_c1", "qps_c64", "p50_c1", "p50_c64", "p99_c1", "p99_c64"} {
+		if v, ok := doc.Ratio[k].(float64); !ok || v <= 0 {
+			t.Errorf("ratio.%s = %v, want a positive number", k, doc.Ratio[k])
+		}
+	}
+
+	for side, cells := range map[string]map[string]rpcbench.Cell{"raw": res.Raw, "stack": res.Stack} {
+		for key, c := range cells {
+			if len(c.Rounds) != cfg.Rounds {
+				t.Fatalf("%s.%s has %d rounds, want %d", side, key, len(c.Rounds), cfg.Rounds)
+			}
+			r0, r1 := c.Rounds[0], c.Rounds[1]
+			if c.Calls != r0.Calls+r1.Calls {
+				t.Errorf("%s.%s: %d calls, but its rounds made %d and %d", side, key, c.Calls, r0.Calls, r1.Calls)
+			}
+			if want := (r0.QPS + r1.QPS) / 2; !near(c.QPS, want) {
+				t.Errorf("%s.%s: qps %v, want the median of its rounds %v", side, key, c.QPS, want)
+			}
+			if c.P50us > c.P99us {
+				t.Errorf("%s.%s: p50 %vµs above p99 %vµs", side, key, c.P50us, c.P99us)
+			}
+		}
+	}
+	if want := res.Stack["c64"].QPS / res.Raw["c64"].QPS; !near(res.Ratio["qps_c64"], want) {
+		t.Errorf("ratio qps_c64 = %v, want stack/raw = %v", res.Ratio["qps_c64"], want)
+	}
+	if len(res.Goals) != 2 {
+		t.Fatalf("goals %+v, want qps_c64 and p50_c1", res.Goals)
+	}
+	for _, g := range res.Goals {
+		if g.Value != res.Ratio[g.Ratio] {
+			t.Errorf("goal %s has value %v, ratio is %v", g.Ratio, g.Value, res.Ratio[g.Ratio])
+		}
+	}
+}
+
+// near reports whether a, rounded as the result rounds, matches b.
+func near(a, b float64) bool { return a-b < 0.051 && b-a < 0.051 }
+
+// TestRunRefusesOtherInstances registers another Echo instance first: the
+// stack side's balancer would spread calls over both, so Run must refuse
+// to measure, name the intruder, and leave nothing running.
+func TestRunRefusesOtherInstances(t *testing.T) {
+	t.Run("beside an intruder", func(t *testing.T) {
+		reg := lbtest.Dial(t)
+		lbtest.Backend(t, reg, echov1.EchoService_ServiceDesc.ServiceName, "intruder", &echo.Server{ID: "intruder"}, 0, nil)
+		_, err := rpcbench.Run(t.Context(), smallConfig(t))
+		if !errors.Is(err, rpcbench.ErrNotAlone) || !strings.Contains(err.Error(), "intruder") {
+			t.Fatalf("Run beside another instance: %v, want ErrNotAlone naming it", err)
+		}
+	})
+	checkNoLeaks(t) // the intruder stopped with its subtest
+}
+
+// TestRunCancelled cancels a run in its first window: Run returns the
+// context's error and stops everything it started.
+func TestRunCancelled(t *testing.T) {
+	cfg := smallConfig(t)
+	cfg.Duration = 10 * time.Minute
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cfg.Progress = func(rpcbench.Phase) { t.Error("a phase finished, though the run was cancelled in the first") }
+	stop := time.AfterFunc(time.Second, cancel)
+	defer stop.Stop()
+
+	_, err := rpcbench.Run(ctx, cfg)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run cancelled: %v, want context.Canceled", err)
+	}
+	checkNoLeaks(t)
+}
+
+// TestUnreachableZooKeeper gives Run a ZooKeeper address nothing listens
+// on: it fails within the setup timeout, saying so.
+func TestUnreachableZooKeeper(t *testing.T) {
+	cfg := smallConfig(t)
+	cfg.ZK, cfg.SetupTimeout = "127.0.0.1:1", 300*time.Millisecond
+	_, err := rpcbench.Run(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "no ZooKeeper session with 127.0.0.1:1") {
+		t.Fatalf("Run with no ZooKeeper: %v", err)
+	}
+	checkNoLeaks(t)
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*rpcbench.Config)
+		want string // "" for valid
+	}{
+		{"default with ZooKeeper", func(*rpcbench.Config) {}, ""},
+		{"no warm-up", func(c *rpcbench.Config) { c.Warmup = 0 }, ""},
+		{"no ZooKeeper", func(c *rpcbench.Config) { c.ZK = "" }, "no ZooKeeper"},
+		{"zero duration", func(c *rpcbench.Config) { c.Duration = 0 }, "duration 0s"},
+		{"negative warm-up", func(c *rpcbench.Config) { c.Warmup = -time.Second }, "warm-up -1s"},
+		{"no rounds", func(c *rpcbench.Config) { c.Rounds = 0 }, "rounds 0"},
+		{"no concurrency", func(c *rpcbench.Config) { c.Concurrency = nil }, "no concurrency"},
+		{"zero concurrency", func(c *rpcbench.Config) { c.Concurrency = []int{1, 0} }, "concurrency 0"},
+		{"huge concurrency", func(c *rpcbench.Config) { c.Concurrency = []int{100000} }, "concurrency 100000"},
+		{"repeated concurrency", func(c *rpcbench.Config) { c.Concurrency = []int{8, 8} }, "given twice"},
+		{"negative payload", func(c *rpcbench.Config) { c.PayloadSize = -1 }, "payload -1"},
+		{"zero setup timeout", func(c *rpcbench.Config) { c.SetupTimeout = 0 }, "setup timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := rpcbench.DefaultConfig()
+			cfg.ZK = "127.0.0.1:2181"
+			tt.edit(&cfg)
+			err := cfg.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, rpcbench.ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate: %v, want ErrConfig saying %q", err, tt.want)
+			}
+			// Run checks before it connects anywhere.
+			if _, rerr := rpcbench.Run(t.Context(), cfg); !errors.Is(rerr, rpcbench.ErrConfig) {
+				t.Fatalf("Run: %v, want ErrConfig", rerr)
+			}
+		})
+	}
+}
+
+// leakMarkers are the packages whose goroutines a finished Run must not
+// leave behind.
+var leakMarkers = []string{
+	"google.golang.org/grpc", "go-zookeeper/zk", "switchyard/registry.", "switchyard/rpc.",
+	"switchyard/internal/rpcbench.", "switchyard/internal/zkconn.",
+}
+
+// checkNoLeaks fails t if, after a bounded wait for them to end,
+// goroutines of leakMarkers run, besides those whose stacks mention one of
+// except.
+func checkNoLeaks(t *testing.T, except ...string) {
+	t.Helper()
+	var left []string
+	for range 100 {
+		left = left[:0]
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for i, g := range strings.Split(string(buf), "\n\n") {
+			if i == 0 { // this goroutine
+				continue
+			}
+			ours := slices.ContainsFunc(leakMarkers, func(m string) bool { return strings.Contains(g, m) })
+			excepted := slices.ContainsFunc(except, func(m string) bool { return strings.Contains(g, m) })
+			if ours && !excepted {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("%d goroutines left running after Run:\n%s", len(left), strings.Join(left, "\n\n"))
+}
+
+// warnLogger logs warnings and errors to tb's log. Not debug: the stack
+// logs every successful call at debug level.
+func warnLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	defer func() { _ = recover() }() // a line after the test ended
+	w.tb.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
