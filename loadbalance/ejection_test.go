@@ -29,8 +29,11 @@ func TestEjection(t *testing.T) {
 		t.Run(policy, func(t *testing.T) {
 			reg := lbtest.Dial(t)
 			svc := lbtest.Service(t)
-			lbtest.Backend(t, reg, svc, "good1", &echo.Server{ID: "good1"}, 0, nil)
-			lbtest.Backend(t, reg, svc, "good2", &echo.Server{ID: "good2"}, 0, nil)
+			// The good instances answer in 3ms and the broken one fails at
+			// once: to p2c it looks the least loaded, the black hole that
+			// ejection is for.
+			lbtest.Backend(t, reg, svc, "good1", &lbtest.Slow{Server: echo.Server{ID: "good1"}, Delay: 3 * time.Millisecond}, 0, nil)
+			lbtest.Backend(t, reg, svc, "good2", &lbtest.Slow{Server: echo.Server{ID: "good2"}, Delay: 3 * time.Millisecond}, 0, nil)
 			bad := &lbtest.Faulty{Server: echo.Server{ID: "bad"}}
 			lbtest.Backend(t, reg, svc, "bad", bad, 0, nil)
 

@@ -12,7 +12,9 @@
 //
 // Peak EWMA: a latency above the estimate replaces it at once, one below
 // decays into it with a time constant of Decay, so the estimate reacts to
-// slowness immediately and forgives it gradually.
+// slowness immediately and forgives it gradually. Between calls the
+// estimate decays with the same time constant, so an instance nobody has
+// chosen for a while is drawn again and its estimate brought up to date.
 //
 // Zone preference, instance affinity and outlier ejection come from
 // package loadbalance: p2c draws its two among the instances of the
@@ -91,9 +93,17 @@ type stats struct {
 	stamp    atomic.Int64  // unix ns of the last update
 }
 
-// load is the estimate times the calls in flight plus one.
-func (s *stats) load() float64 {
-	return math.Float64frombits(s.ewma.Load()) * float64(s.inflight.Load()+1)
+// load is the estimate at now (unix ns) times the calls in flight plus
+// one. The estimate decays from its last update as if calls of no
+// latency had come since (as Finagle's peak EWMA does): otherwise an
+// instance that one slow call made look costly would never be drawn over
+// the others again, and so never corrected.
+func (s *stats) load(now int64) float64 {
+	est := math.Float64frombits(s.ewma.Load())
+	if last := s.stamp.Load(); last > 0 && now > last {
+		est *= math.Exp(-float64(now-last) / float64(Decay))
+	}
+	return est * float64(s.inflight.Load()+1)
 }
 
 // observe folds a call's latency into the estimate, lock-free.
@@ -146,7 +156,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		j := g[b]
 		switch ui, uj := p.set.Usable(i, ns), p.set.Usable(j, ns); {
 		case ui && uj:
-			if p.stats[j].load() < p.stats[i].load() {
+			if p.stats[j].load(ns) < p.stats[i].load(ns) {
 				i = j
 			}
 		case uj:

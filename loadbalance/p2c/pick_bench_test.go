@@ -3,8 +3,10 @@ package p2c
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
@@ -90,8 +92,36 @@ func TestConcurrentPicksKeepCounts(t *testing.T) {
 		if n := st.inflight.Load(); n != 0 {
 			t.Fatalf("instance %d: %d calls still in flight after all finished", i, n)
 		}
-		if l := st.load(); l < 0 || l != l {
+		if l := st.load(time.Now().UnixNano()); l < 0 || l != l {
 			t.Fatalf("instance %d: load %v", i, l)
 		}
+	}
+}
+
+// TestIdleEstimateDecays: an instance whose last call was slow but long
+// ago is drawn over one that is busy being fast now, because its estimate
+// has decayed since; without the decay it would be starved for good.
+func TestIdleEstimateDecays(t *testing.T) {
+	now := time.Now()
+	var slow, fast stats
+	slow.observe(now.Add(-60*time.Second), 10*time.Millisecond)
+	fast.observe(now, time.Millisecond)
+	if got, want := slow.load(now.UnixNano()), float64(10*time.Millisecond)*math.Exp(-6); math.Abs(got-want) > want*1e-6 {
+		t.Fatalf("load of an estimate 60s old: %v, want %v (10ms decayed over 6 time constants)", got, want)
+	}
+	p := newPicker(2)
+	p.stats[0].observe(now.Add(-60*time.Second), 10*time.Millisecond)
+	p.stats[1].observe(now, time.Millisecond)
+	counts := [2]int{}
+	for range 100 {
+		res, err := p.Pick(balancer.PickInfo{Ctx: context.Background()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[res.SubConn.(*subConn).n]++
+		res.Done(balancer.DoneInfo{})
+	}
+	if counts[0] == 0 {
+		t.Fatalf("the idle instance got none of 100 picks: %v", counts)
 	}
 }
