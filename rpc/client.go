@@ -121,9 +121,9 @@ func NewClient(reg *registry.Client, service string, opts ...ClientOption) (*grp
 	if err != nil {
 		return nil, fmt.Errorf("rpc: client for %s: %w", service, err)
 	}
-	logger, logOpts := callLogging(o.log, logging.DefaultClientCodeToLevel)
-	unary = append(unary, defaultTimeout(o.timeout), logging.UnaryClientInterceptor(logger, logOpts...))
-	stream = append(stream, logging.StreamClientInterceptor(logger, logOpts...))
+	calls := newCallLog(o.log, logging.DefaultClientCodeToLevel, "client")
+	unary = append(unary, defaultTimeout(o.timeout), calls.unaryClient())
+	stream = append(stream, calls.streamClient())
 	dial = append(dial,
 		grpc.WithResolvers(reg.ResolverBuilder()),
 		grpc.WithDefaultServiceConfig(sc),

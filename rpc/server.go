@@ -198,7 +198,7 @@ func NewServer(reg *registry.Client, opts ...ServerOption) *Server {
 		o.log.ErrorContext(ctx, "rpc: handler panicked", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
-	logger, logOpts := callLogging(o.log, logging.DefaultServerCodeToLevel)
+	calls := newCallLog(o.log, logging.DefaultServerCodeToLevel, "server")
 	unary := []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(recoverOpt)}
 	stream := []grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(recoverOpt)}
 	promReg := o.metrics.reg
@@ -215,8 +215,8 @@ func NewServer(reg *registry.Client, opts ...ServerOption) *Server {
 			stream = append(stream, m.stream()...)
 		}
 	}
-	unary = append(unary, logging.UnaryServerInterceptor(logger, logOpts...))
-	stream = append(stream, logging.StreamServerInterceptor(logger, logOpts...))
+	unary = append(unary, calls.unaryServer())
+	stream = append(stream, calls.streamServer())
 	if o.rate > 0 || o.maxConcurrent > 0 {
 		l := newLimiter(o.rate, o.burst, o.maxConcurrent)
 		unary = append(unary, l.unary)
