@@ -37,8 +37,9 @@ type Replica struct {
 
 // StartReplica starts replica id against the ZooKeeper at zkAddr (one
 // server's host:port) with the given session timeout, registered through
-// reg. It is stopped, and its session closed, when tb ends.
-func StartReplica(tb testing.TB, reg *registry.Client, zkAddr, id string, session time.Duration) *Replica {
+// reg, with its config changed by configure. It is stopped, and its
+// session closed, when tb ends.
+func StartReplica(tb testing.TB, reg *registry.Client, zkAddr, id string, session time.Duration, configure ...func(*lockservice.Config)) *Replica {
 	tb.Helper()
 	r := &Replica{ID: id, Proxy: zktest.NewProxy(tb, zkAddr), served: make(chan error, 1)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -50,6 +51,9 @@ func StartReplica(tb testing.TB, reg *registry.Client, zkAddr, id string, sessio
 	r.Conn = conn
 	cfg := lockservice.DefaultConfig(id)
 	cfg.Logger = zktest.Logger(tb)
+	for _, c := range configure {
+		c(&cfg)
+	}
 	r.Server, err = lockservice.New(conn, cfg)
 	if err != nil {
 		conn.Close()

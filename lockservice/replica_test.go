@@ -1,0 +1,240 @@
+package lockservice_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/switchyard-dev/switchyard/internal/lbtest"
+	"github.com/switchyard-dev/switchyard/internal/locktest"
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+	"github.com/switchyard-dev/switchyard/loadbalance"
+	"github.com/switchyard-dev/switchyard/lockservice"
+	"github.com/switchyard-dev/switchyard/lockservice/lockclient"
+	"github.com/switchyard-dev/switchyard/lockservice/zklock"
+	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
+)
+
+// contenders counts the contender nodes under the lock root: what would
+// be orphans once every lock is released.
+func contenders(t *testing.T, conn *zk.Conn) int {
+	t.Helper()
+	dirs, _, err := conn.Children(zklock.DefaultRoot)
+	if err == zk.ErrNoNode {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, d := range dirs {
+		kids, _, err := conn.Children(zklock.DefaultRoot + "/" + d)
+		if err != nil && err != zk.ErrNoNode {
+			t.Fatal(err)
+		}
+		n += len(kids)
+	}
+	return n
+}
+
+// TestReplicaKilled kills the replica that holds a lease (its server stops
+// and its ZooKeeper session is cut off, as a crashed process's would be).
+// The holder is told of the loss before a waiter is granted the lock; the
+// other replica serves all along; and once the dead session expires and
+// every lock is released, no contender node is left behind.
+func TestReplicaKilled(t *testing.T) {
+	reg := lbtest.Dial(t)
+	zkAddr := zktest.Shared(t).Addr(0)
+	const session = 2 * time.Second
+	replicas := map[string]*locktest.Replica{}
+	for _, id := range []string{"kill-a", "kill-b"} {
+		replicas[id] = locktest.StartReplica(t, reg, zkAddr, id, session)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const name = "test/replica-killed"
+
+	holder := locktest.Client(t, reg, lockclient.WithTTL(5*time.Second))
+	held, err := holder.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := replicas[held.Lease().GetReplica()]
+	survivor := replicas["kill-a"]
+	if victim == survivor {
+		survivor = replicas["kill-b"]
+	}
+	if ttl := held.Lease().GetTtl().AsDuration(); ttl > session {
+		t.Fatalf("granted %v with a %v session: a lease must not outlast the session", ttl, session)
+	}
+
+	type grant struct {
+		l  *lockclient.Lock
+		at time.Time
+	}
+	granted := make(chan grant, 1)
+	waiter := locktest.Client(t, reg)
+	go func() {
+		l, err := waiter.Lock(ctx, name)
+		if err != nil {
+			t.Error(err)
+		}
+		granted <- grant{l, time.Now()}
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	victim.Kill()
+	victim.Proxy.Cut()
+	killed := time.Now()
+
+	other := locktest.Client(t, reg)
+	l, err := other.TryLock(ctx, "test/replica-killed-other")
+	if err != nil {
+		t.Fatalf("with %s dead, %s did not serve: %v", victim.ID, survivor.ID, err)
+	}
+	if l.Lease().GetReplica() != survivor.ID {
+		t.Fatalf("granted by %s, which is dead", l.Lease().GetReplica())
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var lostAt time.Time
+	select {
+	case <-held.Lost():
+		lostAt = time.Now()
+	case g := <-granted:
+		t.Fatalf("the waiter was granted %v after the kill, before the holder was told of its loss", g.at.Sub(killed))
+	case <-ctx.Done():
+		t.Fatal("the holder was never told of its loss")
+	}
+	g := <-granted
+	if g.l == nil {
+		t.FailNow()
+	}
+	if !lostAt.Before(g.at) {
+		t.Fatalf("loss at +%v, grant at +%v", lostAt.Sub(killed), g.at.Sub(killed))
+	}
+	t.Logf("kill→loss %v, kill→grant %v (session %v)", lostAt.Sub(killed), g.at.Sub(killed), session)
+	if err := g.l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	conn := zktest.Connect(t, zktest.Shared(t).ConnectString())
+	deadline := time.Now().Add(10 * time.Second)
+	for n := contenders(t, conn); n != 0; n = contenders(t, conn) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d contender nodes left behind after every lock was released", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDisconnectedReplicaPromisesNothing cuts a replica off from ZooKeeper
+// (within its session timeout): while it cannot hear ZooKeeper it grants
+// and renews nothing, answering UNAVAILABLE; once healed it serves again.
+func TestDisconnectedReplicaPromisesNothing(t *testing.T) {
+	reg := lbtest.Dial(t)
+	r := locktest.StartReplica(t, reg, zktest.Shared(t).Addr(0), "cut-off", 8*time.Second)
+	c := admin(t, reg)
+	ctx, cancel := context.WithTimeout(loadbalance.WithInstance(context.Background(), r.ID), 30*time.Second)
+	defer cancel()
+	first, err := c.Acquire(ctx, &lockv1.AcquireRequest{Name: "test/cut-off", Wait: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Proxy.Cut()
+	for deadline := time.Now().Add(10 * time.Second); r.Conn.Connected(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica still says it is connected")
+		}
+	}
+	if _, err := c.Acquire(ctx, &lockv1.AcquireRequest{Name: "test/cut-off-2", Wait: true}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("acquire while cut off: %v, want Unavailable", err)
+	}
+	keep := &lockv1.KeepAliveRequest{Name: "test/cut-off", LeaseId: first.GetLease().GetLeaseId(), Token: first.GetLease().GetToken()}
+	if _, err := c.KeepAlive(ctx, keep); status.Code(err) != codes.Unavailable {
+		t.Fatalf("renewal while cut off: %v, want Unavailable", err)
+	}
+	r.Proxy.Heal()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.KeepAlive(ctx, keep)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("renewal after the cut healed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestLimits: a replica queues at most MaxWaiters acquires per lock and
+// holds at most MaxLeases leases; past either, RESOURCE_EXHAUSTED, and the
+// refused acquires leave no node.
+func TestLimits(t *testing.T) {
+	reg := lbtest.Dial(t)
+	r := locktest.StartReplica(t, reg, zktest.Shared(t).Addr(0), "limited", 10*time.Second, func(c *lockservice.Config) {
+		c.MaxWaiters, c.MaxLeases = 3, 5
+	})
+	c := admin(t, reg)
+	ctx, cancel := context.WithTimeout(loadbalance.WithInstance(context.Background(), r.ID), 30*time.Second)
+	defer cancel()
+	ttl := durationpb.New(10 * time.Second)
+
+	if _, err := c.Acquire(ctx, &lockv1.AcquireRequest{Name: "test/limit-0", Ttl: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	// Three waiters on a held lock fill its queue; a fourth is refused.
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := c.Acquire(wctx, &lockv1.AcquireRequest{Name: "test/limit-0", Wait: true, Ttl: ttl})
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := c.Describe(ctx, &lockv1.DescribeRequest{Name: "test/limit-0"})
+		if err == nil && len(d.GetWaiters()) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiters did not queue: %v %v", d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err := c.Acquire(ctx, &lockv1.AcquireRequest{Name: "test/limit-0", Wait: true, Ttl: ttl})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "queued") {
+		t.Fatalf("a fourth waiter: %v, want ResourceExhausted", err)
+	}
+	wcancel()
+	for range 3 {
+		<-errs
+	}
+	d, err := c.Describe(ctx, &lockv1.DescribeRequest{Name: "test/limit-0"})
+	if err != nil || len(d.GetWaiters()) != 0 {
+		t.Fatalf("after the waits ended: %v (%v), want no waiter", d, err)
+	}
+
+	// With limit-0 held, four more leases fill the replica; a sixth is refused.
+	for i := 1; i < 5; i++ {
+		if _, err := c.Acquire(ctx, &lockv1.AcquireRequest{Name: fmt.Sprintf("test/limit-%d", i), Ttl: ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = c.Acquire(ctx, &lockv1.AcquireRequest{Name: "test/limit-5", Ttl: ttl})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "leases") {
+		t.Fatalf("a sixth lease: %v, want ResourceExhausted", err)
+	}
+}
