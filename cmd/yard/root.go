@@ -15,6 +15,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
   yard up          start ZooKeeper and NATS for development, until Ctrl-C
   yard zk status   show the mode, zxid and load of every ZooKeeper server
   yard registry    list services, show or watch their instances, list znodes
+  yard serve lock  run a lock-service replica until Ctrl-C
+  yard lock        acquire (and hold) a lock, list locks, show a lock's queue
   yard bench rpc   measure the RPC stack against raw grpc-go (QPS, p50, p99)
   yard version     print the version`,
 		SilenceUsage:  true,
@@ -26,5 +28,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newZKCmd())
 	root.AddCommand(newRegistryCmd())
 	root.AddCommand(newBenchCmd())
+	root.AddCommand(newServeCmd())
+	root.AddCommand(newLockCmd())
 	return root
 }

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard-dev/switchyard/internal/zkconn"
+	"github.com/switchyard-dev/switchyard/lockservice"
+	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
+	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
+	"github.com/switchyard-dev/switchyard/registry"
+	"github.com/switchyard-dev/switchyard/rpc"
+)
+
+func newServeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a Switchyard service until Ctrl-C",
+		Long: `serve runs one replica of a Switchyard service in the foreground: it
+serves gRPC, registers in the registry in ZooKeeper once it answers, and
+on Ctrl-C or SIGTERM drains and stops.
+
+  yard serve lock   a replica of the lock service`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newServeLockCmd())
+	return cmd
+}
+
+// serveLockFlags are the flags of `yard serve lock`.
+type serveLockFlags struct {
+	zk        string
+	listen    string
+	id        string
+	advertise string
+	session   time.Duration
+	timeout   time.Duration
+}
+
+// check validates the flags and returns the connect string. It touches no
+// network.
+func (f *serveLockFlags) check(cmd *cobra.Command) (string, error) {
+	addrs, err := zkAddrs(f.zk, cmd.Flags().Changed("zk"))
+	if err != nil {
+		return "", err
+	}
+	if _, _, err := net.SplitHostPort(f.listen); err != nil {
+		return "", fmt.Errorf("--listen %q: want host:port: %w", f.listen, err)
+	}
+	if f.advertise != "" {
+		host, _, err := net.SplitHostPort(f.advertise)
+		if err != nil {
+			return "", fmt.Errorf("--advertise %q: want host:port: %w", f.advertise, err)
+		}
+		if host == "" {
+			return "", fmt.Errorf("--advertise %q: missing host", f.advertise)
+		}
+	}
+	if f.id != "" {
+		if err := registry.ValidateName(f.id); err != nil {
+			return "", fmt.Errorf("--id: %w", err)
+		}
+	}
+	if f.session < time.Second {
+		return "", fmt.Errorf("--session %v: want 1s or more", f.session)
+	}
+	if f.timeout <= 0 {
+		return "", fmt.Errorf("--timeout %v: want a positive duration", f.timeout)
+	}
+	return strings.Join(addrs, ","), nil
+}
+
+func newServeLockCmd() *cobra.Command {
+	var f serveLockFlags
+	cmd := &cobra.Command{
+		Use:   "lock",
+		Short: "Run a lock-service replica until Ctrl-C",
+		Long: `lock runs one replica of the lock service (` + lockServiceName + `):
+its locks live in a ZooKeeper session of its own (--session), and it
+serves gRPC on --listen and registers there, in the registry, as instance
+--id (default: the advertised address, --advertise or else the listening
+one). Run several, with distinct ids, for a service that outlives one.
+It prints one line once it serves and is registered, and logs to stderr.
+
+A lease lives on the replica that granted it, and its validity never
+outlasts that replica's ZooKeeper session timeout: the --session asked for,
+or what the servers granted instead (printed).
+
+On Ctrl-C or SIGTERM it stops in this order:
+
+  1. drain: health NOT_SERVING, deregister, wait until the registry shows
+     it gone, then until calls in flight end, for at most 30s. An acquire
+     waiting in line here may still be granted meanwhile, and its holder
+     then loses the lock when it cannot renew; one still waiting after
+     30s is cut off, and its client retries on another replica
+  2. wait until every lease it granted has run out or been released: its
+     holders cannot renew here any more and see their locks lost first.
+     This takes up to the longest validity granted, at most the session
+     timeout, and a second signal does not cut it short
+  3. close its ZooKeeper sessions, which removes its lock nodes
+
+and then exits 0.`,
+		Example: `  yard serve lock --listen 127.0.0.1:7070
+  yard serve lock --zk 127.0.0.1:2181 --listen 0.0.0.0:7070 --advertise lock-1.internal:7070 --id lock-1`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			connect, err := f.check(cmd)
+			if err != nil {
+				return err
+			}
+			return serveLock(cmd, &f, connect)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.zk, "zk", "", "ZooKeeper connect string host:port[,host:port...] (default $"+zkEnv+")")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "address to serve gRPC on (port 0: a free port)")
+	fl.StringVar(&f.id, "id", "", "instance id in the registry, named in every lease (default: the advertised address)")
+	fl.StringVar(&f.advertise, "advertise", "", "address clients are told to dial (default: the listening address)")
+	fl.DurationVar(&f.session, "session", 10*time.Second, "ZooKeeper session timeout to ask for; bounds lease validity")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for ZooKeeper sessions at start")
+	return cmd
+}
+
+// serveLock runs the replica until cmd's context ends, then stops it in
+// the order the help gives.
+func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
+	ctx := cmd.Context()
+	out := cmd.OutOrStdout()
+	log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("serve lock: --listen: %w", err)
+	}
+	defer lis.Close() // gRPC closes it when it stops; this covers the failures before
+	addr := f.advertise
+	if addr == "" {
+		addr = lis.Addr().String()
+	}
+	id := f.id
+	if id == "" {
+		id = addr
+	}
+
+	start, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	conn, err := zkconn.Dial(start, connect, f.session, log)
+	if err != nil {
+		return startError(ctx, "serve lock: locks' ZooKeeper session", connect, f.timeout, err)
+	}
+	defer conn.Close()
+	reg, err := registry.Dial(start, connect, registry.WithLogger(log), registry.WithSessionTimeout(f.session))
+	if err != nil {
+		return startError(ctx, "serve lock: registry", connect, f.timeout, err)
+	}
+	defer reg.Close()
+
+	cfg := lockservice.DefaultConfig(id)
+	cfg.Logger = log
+	srv, err := lockservice.New(conn, cfg)
+	if err != nil {
+		return fmt.Errorf("serve lock: %w", err)
+	}
+	opts := []rpc.ServerOption{rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(log), rpc.WithMetrics(nil)}
+	if f.advertise != "" {
+		opts = append(opts, rpc.WithAdvertiseAddress(f.advertise))
+	}
+	rs := rpc.NewServer(reg, opts...)
+	lockv1.RegisterLockServiceServer(rs, srv)
+
+	served := make(chan error, 1)
+	go func() { served <- rs.Serve(ctx, lis) }()
+	var serveErr error
+	select {
+	case <-rs.Ready():
+		fmt.Fprintf(out, "serving %s as replica %s on %s (ZooKeeper %s, session %v); Ctrl-C or SIGTERM drains and stops\n",
+			lockServiceName, id, addr, connect, conn.SessionTimeout())
+		serveErr = <-served
+	case serveErr = <-served: // failed to start, or stopped while starting
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(out, "drained; waiting for the leases granted here to run out")
+	}
+
+	// Close returns once every lease has ended; only then do the nodes go.
+	var errs []error
+	if serveErr != nil {
+		errs = append(errs, serveErr)
+	}
+	if err := srv.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the lock service: %w", err))
+	}
+	if err := conn.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the locks' ZooKeeper session: %w", err))
+	}
+	if err := reg.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing the registry: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("serve lock: %w", err)
+	}
+	fmt.Fprintln(out, "stopped")
+	return nil
+}
+
+// startError explains a ZooKeeper session that could not be had at start;
+// a Ctrl-C during the start is no failure.
+func startError(ctx context.Context, what, connect string, timeout time.Duration, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: no ZooKeeper session with %s within --timeout %v: %w", what, connect, timeout, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
