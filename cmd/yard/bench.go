@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/devstack"
+	"github.com/switchyard-dev/switchyard/internal/lockbench"
 	"github.com/switchyard-dev/switchyard/internal/rpcbench"
 	"github.com/switchyard-dev/switchyard/internal/zkconn"
 )
@@ -31,10 +33,12 @@ noise does not favour either, and prints both and their ratios.
 Each starts the ZooKeeper it needs, as ` + "`yard up`" + ` does, and stops it at the
 end, unless --zk names a running one.
 
-  yard bench rpc   the RPC stack against raw grpc-go: QPS, p50, p99`,
+  yard bench rpc   the RPC stack against raw grpc-go: QPS, p50, p99
+  yard bench lock  the lock service against raw ZooKeeper: cycles, handoffs,
+                   wake-ups per release`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchRPCCmd())
+	cmd.AddCommand(newBenchRPCCmd(), newBenchLockCmd())
 	return cmd
 }
 
@@ -156,44 +160,30 @@ samples labelled side=raw or side=stack (and c=N for the callers):
 			if err != nil {
 				return err
 			}
-			var profile *os.File
-			if f.cpuprofile != "" {
-				if profile, err = os.Create(f.cpuprofile); err != nil {
-					return fmt.Errorf("--cpuprofile: %w", err)
-				}
-				defer func() { err = errors.Join(err, profile.Close()) }()
+			profile, err := createProfile(f.cpuprofile)
+			if err != nil {
+				return err
 			}
+			defer func() { err = errors.Join(err, profile.Close()) }()
 			ctx := cmd.Context()
 			stderr := cmd.ErrOrStderr()
-			if cfg.ZK == "" {
-				fmt.Fprintln(stderr, "bench: starting ZooKeeper")
-				stack, err := devstack.Start(ctx, devstack.Config{})
-				if err != nil {
-					return fmt.Errorf("bench rpc: %w", err)
-				}
-				defer func() {
-					if cerr := stack.Close(); cerr != nil {
-						err = errors.Join(err, fmt.Errorf("bench rpc: stopping ZooKeeper: %w", cerr))
-					}
-				}()
-				cfg.ZK = stack.ZK
-				fmt.Fprintf(stderr, "bench: ZooKeeper %s (started here; stops at the end)\n", cfg.ZK)
+			zk, stopZK, err := benchZooKeeper(ctx, stderr, "bench rpc", cfg.ZK)
+			if err != nil {
+				return err
 			}
+			defer func() { err = errors.Join(err, stopZK()) }()
+			cfg.ZK = zk
 			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			cfg.Progress = func(p rpcbench.Phase) {
 				fmt.Fprintf(stderr, "bench: %-5s c=%-3d round %d/%d  %9.1f qps  p50 %s  p99 %s  cpu/call %.2fµs\n",
 					p.Side, p.Concurrency, p.Round, p.Rounds, p.Figures.QPS, latency(p.Figures.P50us), latency(p.Figures.P99us), p.Figures.CPUusPerCall)
 			}
 
-			if profile != nil {
-				if err := pprof.StartCPUProfile(profile); err != nil {
-					return fmt.Errorf("--cpuprofile: %w", err)
-				}
+			if err := profile.start(); err != nil {
+				return err
 			}
 			res, err := rpcbench.Run(ctx, cfg)
-			if profile != nil {
-				pprof.StopCPUProfile()
-			}
+			profile.stop()
 			if err != nil {
 				return fmt.Errorf("bench rpc: %w", err)
 			}
@@ -207,9 +197,7 @@ samples labelled side=raw or side=stack (and c=N for the callers):
 			if err != nil {
 				return fmt.Errorf("bench rpc: writing output: %w", err)
 			}
-			if profile != nil {
-				fmt.Fprintf(stderr, "bench: CPU profile in %s; the stack side alone:\n  go tool pprof -tagfocus side=stack -top %s\n", f.cpuprofile, f.cpuprofile)
-			}
+			profile.hint(stderr, "side=stack", "the stack side")
 			return nil
 		},
 	}
@@ -293,4 +281,326 @@ func intList(v []int) string {
 		s[i] = strconv.Itoa(n)
 	}
 	return strings.Join(s, ",")
+}
+
+// benchZooKeeper returns the ZooKeeper a bench command (name, for its
+// messages) measures against: connect, when --zk gave it, or one it starts
+// as `yard up` does, which the returned stop stops. Progress goes to
+// stderr.
+func benchZooKeeper(ctx context.Context, stderr io.Writer, name, connect string) (zk string, stop func() error, err error) {
+	if connect != "" {
+		return connect, func() error { return nil }, nil
+	}
+	fmt.Fprintln(stderr, "bench: starting ZooKeeper")
+	stack, err := devstack.Start(ctx, devstack.Config{})
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", name, err)
+	}
+	fmt.Fprintf(stderr, "bench: ZooKeeper %s (started here; stops at the end)\n", stack.ZK)
+	return stack.ZK, func() error {
+		if err := stack.Close(); err != nil {
+			return fmt.Errorf("%s: stopping ZooKeeper: %w", name, err)
+		}
+		return nil
+	}, nil
+}
+
+// cpuProfile is a --cpuprofile file: created when the command starts, so
+// that a bad path fails before any network use, and written while the
+// benchmark runs. A nil *cpuProfile (no --cpuprofile) does nothing.
+type cpuProfile struct {
+	f    *os.File
+	path string
+}
+
+// createProfile creates the file at path, or returns nil for "".
+func createProfile(path string) (*cpuProfile, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return &cpuProfile{f: f, path: path}, nil
+}
+
+func (p *cpuProfile) start() error {
+	if p == nil {
+		return nil
+	}
+	if err := pprof.StartCPUProfile(p.f); err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return nil
+}
+
+func (p *cpuProfile) stop() {
+	if p != nil {
+		pprof.StopCPUProfile()
+	}
+}
+
+// hint says on w where the profile is and how to see the samples of tag
+// ("side=stack"), which are what's.
+func (p *cpuProfile) hint(w io.Writer, tag, what string) {
+	if p != nil {
+		fmt.Fprintf(w, "bench: CPU profile in %s; %s alone:\n  go tool pprof -tagfocus %s -top %s\n", p.path, what, tag, p.path)
+	}
+}
+
+func (p *cpuProfile) Close() error {
+	if p == nil {
+		return nil
+	}
+	return p.f.Close()
+}
+
+// benchLockFlags are the flags of `yard bench lock`.
+type benchLockFlags struct {
+	zk         string
+	duration   time.Duration
+	warmup     time.Duration
+	rounds     int
+	waiters    int
+	timeout    time.Duration
+	json       bool
+	cpuprofile string
+}
+
+// config checks the flags, with messages that name them, and returns the
+// benchmark's configuration without its ZooKeeper (unless --zk gave it).
+// It touches no network.
+func (f *benchLockFlags) config(cmd *cobra.Command) (lockbench.Config, error) {
+	cfg := lockbench.DefaultConfig()
+	if cmd.Flags().Changed("zk") {
+		addrs, err := zkconn.ParseConnectString(f.zk)
+		if err != nil {
+			return cfg, fmt.Errorf("--zk %q: %w", f.zk, err)
+		}
+		cfg.ZK = strings.Join(addrs, ",")
+	}
+	switch {
+	case f.duration <= 0:
+		return cfg, fmt.Errorf("--duration %v: want a positive duration", f.duration)
+	case f.warmup < 0:
+		return cfg, fmt.Errorf("--warmup %v: want 0 or a positive duration", f.warmup)
+	case f.rounds < 1:
+		return cfg, fmt.Errorf("--rounds %d: want 1 or more", f.rounds)
+	case f.waiters < 1:
+		return cfg, fmt.Errorf("--waiters %d: want 1 or more", f.waiters)
+	case f.timeout <= 0:
+		return cfg, fmt.Errorf("--timeout %v: want a positive duration", f.timeout)
+	}
+	cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.Waiters, cfg.SetupTimeout = f.duration, f.warmup, f.rounds, f.waiters, f.timeout
+	check := cfg
+	if check.ZK == "" {
+		check.ZK = "started later" // Validate wants one; the rest is what counts here
+	}
+	if err := check.Validate(); err != nil { // the limits the checks above leave to it
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func newBenchLockCmd() *cobra.Command {
+	var f benchLockFlags
+	cmd := &cobra.Command{
+		Use:   "lock",
+		Short: "Measure the lock service against raw ZooKeeper: cycles, handoffs, wake-ups per release",
+		Long: `lock measures, in this process and one run, what a lock through the lock
+service costs over the ZooKeeper round trips it cannot avoid:
+
+  raw_zk  a go-zookeeper create of an ephemeral node and its delete, on one
+          session shared by the callers
+  grpc    an acquire (wait, ttl 10s) and its release through the lock
+          service: one replica (lockservice.Server on a ZooKeeper session of
+          its own, rpc.NewServer, registered) and one rpc.NewClient
+          connection (zk:///, p2c_ewma) carrying the Go client's transport
+
+At concurrency c, c callers each cycle in a closed loop on a znode or lock
+name of their own: one at c=1, 64 distinct ones at c=64. A phase runs one
+side for --warmup and then a measured --duration window; for each
+concurrency the sides run --rounds phases each in ABBA order, and each
+figure is the median of the rounds'.
+
+Then the handoffs: a holder and --waiters waiters, each its own acquire in
+flight, on one lock; once all are in line and watching (ZooKeeper's wchc
+shows it), the holder releases, and each waiter granted releases at once.
+A handoff is timed from the release sent to the next grant received. Each
+round runs once through the service and once on zklock.Lockers in this
+process, where the recipe's wake-ups are counted: the replica's own are out
+of reach, and ZooKeeper counts sessions, not the contenders in them.
+
+Issue #5's goals: an acquire+release at most 1.3 times a raw pair's p50 at
+c=1, at least 0.8 of raw pairs/s at c=64, and exactly one wake-up per
+release. Each is marked met or missed. A missed goal is a finding, not a
+failure: the exit status is 0 unless the run fails (any failed cycle or
+handoff fails it).
+
+Without --zk, bench starts a ZooKeeper as ` + "`yard up`" + ` does (with its embedded
+NATS, idle here) and stops it at the end. Given --zk, the lock service must
+have no instance registered there, and the server must allow the
+four-letter word wchc.
+
+--json prints one object, every key always present:
+
+  raw_zk, grpc  {"c1": CELL, "c64": CELL}, keyed by "c" + concurrency
+      CELL      {"ops_per_s", "p50_us", "p99_us": medians of the rounds,
+                 "ops": cycles timed, "errors": 0, "cpu_us_per_op": this
+                 process's CPU (not ZooKeeper's), "rounds": [...]}
+  ratio         {"grpc_p50_c1", "grpc_ops_c64", "grpc_ops_c1",
+                 "grpc_p50_c64", "grpc_p99_c1", "grpc_p99_c64",
+                 "grpc_cpu_per_op_c1", "grpc_cpu_per_op_c64"}: grpc / raw
+  handoff       {"p50_us", "p99_us": through the service, medians of the
+                 rounds; "wakeups_per_release": "wakeups" / "releases" of
+                 the zklock runs; "zklock_p50_us", "zklock_p99_us";
+                 "waiters", "handoffs", "rounds"}
+  goals         [{"figure", "op", "limit", "value", "met"}, ...]
+  config        {"duration_ms", "warmup_ms", "rounds", "concurrency",
+                 "waiters", "ttl_ms", "replicas"}
+
+Progress goes to stderr. --cpuprofile writes a CPU profile of the run, its
+samples labelled side=raw_zk, side=grpc or side=zklock (and phase=cycle or
+phase=handoff, c=N for the callers):
+
+  go tool pprof -tagfocus side=grpc -top FILE`,
+		Example: `  yard bench lock
+  yard bench lock --duration 5s --cpuprofile cpu.prof
+  yard bench lock --zk 127.0.0.1:2181 --json | jq .ratio`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			cfg, err := f.config(cmd)
+			if err != nil {
+				return err
+			}
+			profile, err := createProfile(f.cpuprofile)
+			if err != nil {
+				return err
+			}
+			defer func() { err = errors.Join(err, profile.Close()) }()
+			ctx := cmd.Context()
+			stderr := cmd.ErrOrStderr()
+			zk, stopZK, err := benchZooKeeper(ctx, stderr, "bench lock", cfg.ZK)
+			if err != nil {
+				return err
+			}
+			defer func() { err = errors.Join(err, stopZK()) }()
+			cfg.ZK = zk
+			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			cfg.Progress = func(p lockbench.Phase) {
+				if p.Handoff {
+					fmt.Fprintf(stderr, "bench: %-6s handoff round %d/%d  %d handoffs  p50 %s  p99 %s",
+						p.Side, p.Round, p.Rounds, p.Handoffs, latency(p.P50us), latency(p.P99us))
+					if p.Side == lockbench.SideZKLock {
+						fmt.Fprintf(stderr, "  %d wake-ups for %d releases", p.Wakeups, p.Releases)
+					}
+					fmt.Fprintln(stderr)
+					return
+				}
+				fmt.Fprintf(stderr, "bench: %-6s c=%-3d round %d/%d  %9.1f ops/s  p50 %s  p99 %s  cpu/op %.2fµs\n",
+					p.Side, p.Concurrency, p.Round, p.Rounds, p.OpsPerS, latency(p.P50us), latency(p.P99us), p.CPUusPerOp)
+			}
+
+			if err := profile.start(); err != nil {
+				return err
+			}
+			res, err := lockbench.Run(ctx, cfg)
+			profile.stop()
+			if err != nil {
+				return fmt.Errorf("bench lock: %w", err)
+			}
+
+			out := cmd.OutOrStdout()
+			if f.json {
+				err = writeJSON(out, res)
+			} else {
+				err = writeBenchLock(out, res)
+			}
+			if err != nil {
+				return fmt.Errorf("bench lock: writing output: %w", err)
+			}
+			profile.hint(stderr, "side=grpc", "the gRPC side")
+			return nil
+		},
+	}
+	def := lockbench.DefaultConfig()
+	fl := cmd.Flags()
+	fl.StringVar(&f.zk, "zk", "", "use the running ZooKeeper at host:port[,host:port...] instead of starting one")
+	fl.DurationVar(&f.duration, "duration", def.Duration, "measured window of each cycle phase (one side, one concurrency, one round)")
+	fl.DurationVar(&f.warmup, "warmup", def.Warmup, "untimed cycles before each window")
+	fl.IntVar(&f.rounds, "rounds", def.Rounds, "phases per side and concurrency, and handoff runs per side, alternating the sides")
+	fl.IntVar(&f.waiters, "waiters", def.Waiters, "waiters queued behind the holder in each handoff run")
+	fl.DurationVar(&f.timeout, "timeout", def.SetupTimeout, "how long to wait for a ZooKeeper session, each side to be ready, and each handoff run")
+	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
+	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	return cmd
+}
+
+// writeBenchLock prints the cycle figures, the handoffs, then the ratios
+// and the wake-ups with their goals.
+func writeBenchLock(w io.Writer, res lockbench.Result) error {
+	cfg := res.Config
+	fmt.Fprintln(w, "Lock cycles: raw ZooKeeper create+delete pairs vs. acquire+release through the gRPC lock service")
+	fmt.Fprintf(w, "one ZooKeeper session per side, %d replica; %d rounds per cell in ABBA order, %v windows after %v warm-ups; medians\n\n",
+		cfg.Replicas, cfg.Rounds, time.Duration(cfg.DurationMS)*time.Millisecond, time.Duration(cfg.WarmupMS)*time.Millisecond)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SIDE\tCONCURRENCY\tOPS/S\tP50\tP99\tCPU/OP\tOPS")
+	for _, c := range cfg.Concurrency {
+		k := lockbench.CellKey(c)
+		for _, side := range []struct {
+			name  string
+			cells map[string]lockbench.Cell
+		}{{lockbench.SideRaw, res.RawZK}, {lockbench.SideGRPC, res.GRPC}} {
+			cell := side.cells[k]
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%s\t%s\t%.2fµs\t%d\n", side.name, c, cell.OpsPerS,
+				latency(cell.P50us), latency(cell.P99us), cell.CPUusPerOp, cell.Ops)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	h := res.Handoff
+	fmt.Fprintf(w, "\nHandoffs, release sent → next waiter granted: %d waiters, %d runs per side; medians\n\n", h.Waiters, cfg.Rounds)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HANDOFF\tP50\tP99")
+	fmt.Fprintf(tw, "%s\t%s\t%s\n", lockbench.SideGRPC, latency(h.P50us), latency(h.P99us))
+	fmt.Fprintf(tw, "%s\t%s\t%s\n", lockbench.SideZKLock, latency(h.ZKLockP50us), latency(h.ZKLockP99us))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	goals := map[string]lockbench.Goal{}
+	for _, g := range res.Goals {
+		goals[g.Figure] = g
+	}
+	verdict := func(figure string) string {
+		g, ok := goals[figure]
+		if !ok {
+			return "-"
+		}
+		op := map[string]string{">=": "≥", "<=": "≤", "==": "="}[g.Op]
+		met := "missed"
+		if g.Met {
+			met = "met"
+		}
+		return fmt.Sprintf("%s %.2f  %s", op, g.Limit, met)
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GRPC/RAW\tRATIO\tGOAL")
+	for _, figure := range []struct{ key, label string }{{"ops", "ops/s"}, {"p50", "p50"}, {"p99", "p99"}, {"cpu_per_op", "cpu/op"}} {
+		for _, c := range cfg.Concurrency {
+			k := "grpc_" + figure.key + "_" + lockbench.CellKey(c)
+			fmt.Fprintf(tw, "%s c=%d\t%.3f\t%s\n", figure.label, c, res.Ratio[k], verdict("ratio."+k))
+		}
+	}
+	fmt.Fprintf(tw, "wake-ups/release\t%.3f\t%s\n", h.WakeupsPerRelease, verdict("handoff.wakeups_per_release"))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "(%d wake-ups for %d releases with a waiter, counted by zklock.Locker.Stats)\n", h.Wakeups, h.Releases)
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/lockbench"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 )
 
@@ -149,6 +150,152 @@ func TestBenchRPCBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"bench", "rpc"}, tt.args...)
+			res := runYard(t, nil, args...)
+			if res.code != 1 {
+				t.Fatalf("yard %q: exit %d, want 1\nstdout:\n%s\nstderr: %s", args, res.code, res.stdout, res.stderr)
+			}
+			if !strings.Contains(res.stderr, tt.want) {
+				t.Errorf("yard %q said %q, want it to say %q", args, res.stderr, tt.want)
+			}
+			if res.stdout != "" {
+				t.Errorf("yard %q printed %q on bad input", args, res.stdout)
+			}
+		})
+	}
+	if n := accepted(); n != 0 {
+		t.Errorf("bad input reached the network: %d connections", n)
+	}
+}
+
+// benchLockSmall are the flags that make `yard bench lock` a test-sized
+// run.
+var benchLockSmall = []string{"--duration", "200ms", "--warmup", "50ms", "--rounds", "2", "--waiters", "10"}
+
+// TestBenchLockJSON runs `yard bench lock --json` against the test's
+// ZooKeeper and checks the keys issue #5 fixes, that cycles were made with
+// no error, that each release woke exactly one waiter, and that the
+// progress went to stderr, not into the JSON. It does not judge the
+// timings.
+func TestBenchLockJSON(t *testing.T) {
+	zk := zktest.Start(t)
+	args := append([]string{"bench", "lock", "--json", "--zk", zk.ConnectString()}, benchLockSmall...)
+	res := runYard(t, nil, args...)
+	if res.code != 0 {
+		t.Fatalf("yard %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
+	}
+	var doc struct {
+		Raw     map[string]map[string]any `json:"raw_zk"`
+		GRPC    map[string]map[string]any `json:"grpc"`
+		Ratio   map[string]any            `json:"ratio"`
+		Handoff map[string]any            `json:"handoff"`
+		Goals   []map[string]any          `json:"goals"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatalf("stdout is not the JSON object: %v\n%s", err, res.stdout)
+	}
+	for side, cells := range map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC} {
+		for _, c := range []string{"c1", "c64"} {
+			for _, k := range []string{"ops_per_s", "p50_us", "p99_us", "ops"} {
+				if v, ok := cells[c][k].(float64); !ok || v <= 0 {
+					t.Errorf("%s.%s.%s = %v, want a positive number\n%s", side, c, k, cells[c][k], res.stdout)
+				}
+			}
+			if cells[c]["errors"] != 0.0 {
+				t.Errorf("%s.%s.errors = %v, want 0", side, c, cells[c]["errors"])
+			}
+		}
+	}
+	for _, k := range []string{"grpc_p50_c1", "grpc_ops_c64"} {
+		if v, ok := doc.Ratio[k].(float64); !ok || v <= 0 {
+			t.Errorf("ratio.%s = %v, want a positive number\n%s", k, doc.Ratio[k], res.stdout)
+		}
+	}
+	for _, k := range []string{"p50_us", "p99_us"} {
+		if v, ok := doc.Handoff[k].(float64); !ok || v <= 0 {
+			t.Errorf("handoff.%s = %v, want a positive number\n%s", k, doc.Handoff[k], res.stdout)
+		}
+	}
+	if w := doc.Handoff["wakeups_per_release"]; w != 1.0 || doc.Handoff["releases"] != 20.0 {
+		t.Errorf("handoff.wakeups_per_release = %v over %v releases, want exactly 1 over 20 (2 rounds × 10 waiters)", w, doc.Handoff["releases"])
+	}
+	if len(doc.Goals) != 3 {
+		t.Errorf("goals %v, want grpc_p50_c1, grpc_ops_c64 and wakeups_per_release", doc.Goals)
+	}
+	if n := strings.Count(res.stderr, "round "); n != 12 {
+		t.Errorf("stderr has %d progress lines, want 12 (2 sides × 2 concurrencies × 2 rounds, 2 handoff sides × 2 rounds):\n%s", n, res.stderr)
+	}
+}
+
+// TestWriteBenchLock prints a result as a table: a row per side and
+// concurrency, both handoff sides, and each goal marked met or missed.
+func TestWriteBenchLock(t *testing.T) {
+	cell := func(ops, p50 float64) lockbench.Cell {
+		return lockbench.Cell{OpsPerS: ops, P50us: p50, P99us: 2 * p50, Ops: 1000}
+	}
+	res := lockbench.Result{
+		RawZK: map[string]lockbench.Cell{"c1": cell(2000, 480), "c64": cell(30000, 2100)},
+		GRPC:  map[string]lockbench.Cell{"c1": cell(1000, 960), "c64": cell(15000, 4200)},
+		Ratio: map[string]float64{"grpc_ops_c1": 0.5, "grpc_ops_c64": 0.5, "grpc_p50_c1": 2, "grpc_p50_c64": 2},
+		Handoff: lockbench.Handoff{P50us: 1500, P99us: 3100, ZKLockP50us: 900, ZKLockP99us: 1200,
+			WakeupsPerRelease: 1, Wakeups: 300, Releases: 300, Waiters: 100},
+		Goals: []lockbench.Goal{
+			{Figure: "ratio.grpc_p50_c1", Op: "<=", Limit: 1.3, Value: 2, Met: false},
+			{Figure: "ratio.grpc_ops_c64", Op: ">=", Limit: 0.8, Value: 0.5, Met: false},
+			{Figure: "handoff.wakeups_per_release", Op: "==", Limit: 1, Value: 1, Met: true},
+		},
+		Config: lockbench.ResultConfig{DurationMS: 3000, WarmupMS: 500, Rounds: 3, Concurrency: []int{1, 64}, Waiters: 100, Replicas: 1},
+	}
+	var b bytes.Buffer
+	if err := writeBenchLock(&b, res); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"SIDE", "OPS/S", "HANDOFF", "GRPC/RAW", "p50 c=1", "ops/s c=64", "wake-ups/release",
+		"≤ 1.30  missed", "≥ 0.80  missed", "= 1.00  met", "300 wake-ups for 300 releases", "1.50ms", "480.0µs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output has no %q:\n%s", want, out)
+		}
+	}
+	rows := 0
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.HasPrefix(line, "raw_zk ") || strings.HasPrefix(line, "grpc ") || strings.HasPrefix(line, "zklock ") {
+			rows++
+		}
+	}
+	if rows != 6 {
+		t.Errorf("%d rows, want raw_zk and grpc at c=1 and c=64, and grpc and zklock handoffs:\n%s", rows, out)
+	}
+}
+
+// TestBenchLockBadInput checks that bad flags fail with exit status 1 and
+// a message naming the problem, before yard connects anywhere or starts a
+// ZooKeeper: a listener given as --zk must see no connection. An
+// unreachable ZooKeeper fails within --timeout.
+func TestBenchLockBadInput(t *testing.T) {
+	good, accepted := tripwire(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"zero duration", []string{"--zk", good, "--duration", "0s"}, "--duration 0s: want a positive duration"},
+		{"duration not a duration", []string{"--zk", good, "--duration", "5"}, `invalid argument "5" for "--duration"`},
+		{"negative warm-up", []string{"--zk", good, "--warmup", "-1s"}, "--warmup -1s"},
+		{"no rounds", []string{"--zk", good, "--rounds", "0"}, "--rounds 0: want 1 or more"},
+		{"no waiters", []string{"--zk", good, "--waiters", "0"}, "--waiters 0: want 1 or more"},
+		{"more waiters than a replica queues", []string{"--zk", good, "--waiters", "1001"}, "waiters 1001: want 1 to 1000"},
+		{"waiters not a number", []string{"--zk", good, "--waiters", "x"}, `invalid argument "x" for "--waiters"`},
+		{"zero timeout", []string{"--zk", good, "--timeout", "0s"}, "--timeout 0s"},
+		{"empty zk", []string{"--zk", ""}, "empty connect string"},
+		{"malformed zk", []string{"--zk", good + ",:2181"}, "missing host"},
+		{"profile in a missing directory", []string{"--zk", good, "--cpuprofile", filepath.Join(t.TempDir(), "no", "cpu.prof")}, "--cpuprofile"},
+		{"extra argument", []string{"--zk", good, "extra"}, "unknown command"},
+		{"unknown flag", []string{"--zk", good, "--concurrency", "8"}, "unknown flag"},
+		{"unreachable zk", []string{"--zk", "127.0.0.1:1", "--timeout", "300ms"}, "no ZooKeeper session with 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"bench", "lock"}, tt.args...)
 			res := runYard(t, nil, args...)
 			if res.code != 1 {
 				t.Fatalf("yard %q: exit %d, want 1\nstdout:\n%s\nstderr: %s", args, res.code, res.stdout, res.stderr)
