@@ -32,11 +32,20 @@
 // lost is FAILED_PRECONDITION — never a silent success.
 //
 // Idempotent acquire: a request id makes a retried acquire return the
-// same lease, never a second grant. A request whose lease has ended is
-// FAILED_PRECONDITION if it comes again, so a late duplicate cannot take
-// the lock a second time. A retry that reaches another replica than the
-// one that holds its node is FAILED_PRECONDITION naming that replica
-// (ErrorInfo reason OTHER_REPLICA, metadata "replica").
+// same lease, never a second grant. A retry that reaches another replica
+// than the one that holds its node is FAILED_PRECONDITION naming that
+// replica (ErrorInfo reason OTHER_REPLICA, metadata "replica"). A request
+// whose lease has ended (released, expired, lost) is FAILED_PRECONDITION
+// if it comes again, at any replica, so a late duplicate — a redelivered
+// message, say — cannot take the lock a second time: the request id's
+// GUID has a claim in ZooKeeper, made with its node and kept for
+// Config.ClaimRetention (ten minutes by default) after the lease ended;
+// a duplicate later than that may be granted again. The replica that
+// granted it also remembers the reason, for its answer. A request that
+// was never granted — its wait ended, its try-lock found the lock held,
+// or the replica could not back the grant with a lease (UNAVAILABLE) — may
+// be sent again with the same id. A request id used for one lock is
+// INVALID_ARGUMENT for another.
 //
 // Not reentrant: two acquires of one name with different request ids are
 // two contenders, even from one owner; the second waits for the first.

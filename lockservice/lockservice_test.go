@@ -2,6 +2,7 @@ package lockservice_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -43,17 +44,21 @@ func harness(t *testing.T, reg *registry.Client) locktest.Harness {
 }
 
 // TestConformanceGRPC runs the lock service's conformance suite over gRPC
-// against one replica behind the registry.
+// against two replicas behind the registry: calls spread over both, so a
+// retried or late duplicate acquire may reach either one.
 func TestConformanceGRPC(t *testing.T) {
 	reg := lbtest.Dial(t)
-	locktest.StartReplica(t, reg, zktest.Shared(t).Addr(0), "lock-one", 4*time.Second)
+	zkAddr := zktest.Shared(t).Addr(0)
+	locktest.StartReplica(t, reg, zkAddr, "lock-one", 4*time.Second)
+	locktest.StartReplica(t, reg, zkAddr, "lock-two", 4*time.Second)
 	locktest.Run(t, harness(t, reg))
 }
 
 // TestReplicas runs two replicas: clients spread over both keep mutual
-// exclusion (fenced, linearizable), and an acquire retried at the other
-// replica is sent back to the one that holds its node — one grant, never
-// two.
+// exclusion (fenced, linearizable), an acquire retried at the other
+// replica is sent back to the one that holds its node, and a late
+// duplicate of a released acquire is refused by the replica that did not
+// grant it — one grant, never two.
 func TestReplicas(t *testing.T) {
 	reg := lbtest.Dial(t)
 	zkAddr := zktest.Shared(t).Addr(0)
@@ -67,7 +72,7 @@ func TestReplicas(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		c := admin(t, reg)
-		req := &lockv1.AcquireRequest{Name: "test/retry-elsewhere", Wait: true, RequestId: "r-elsewhere", Ttl: durationpb.New(5 * time.Second)}
+		req := &lockv1.AcquireRequest{Name: "test/retry-elsewhere", Wait: true, RequestId: fmt.Sprint("r-elsewhere-", time.Now().UnixNano()), Ttl: durationpb.New(5 * time.Second)}
 		first, err := c.Acquire(loadbalance.WithInstance(ctx, "lock-a"), req)
 		if err != nil {
 			t.Fatal(err)
@@ -89,6 +94,50 @@ func TestReplicas(t *testing.T) {
 		}
 		if err := locktest.Transport(t, reg).Release(ctx, first.GetLease()); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("LateDuplicateElsewhere", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := admin(t, reg)
+		tests := []struct {
+			name string
+			end  func(t *testing.T, l *lockv1.Lease)
+		}{
+			{"released", func(t *testing.T, l *lockv1.Lease) {
+				if _, err := c.Release(loadbalance.WithInstance(ctx, "lock-a"), &lockv1.ReleaseRequest{Name: l.GetName(), LeaseId: l.GetLeaseId(), Token: l.GetToken()}); err != nil {
+					t.Fatal(err)
+				}
+			}},
+			{"expired", func(t *testing.T, l *lockv1.Lease) {
+				for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+					_, err := c.Describe(ctx, &lockv1.DescribeRequest{Name: l.GetName()})
+					if status.Code(err) == codes.NotFound {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the lease did not expire: %v", err)
+					}
+				}
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				req := &lockv1.AcquireRequest{Name: "test/late-" + tt.name, Wait: true, RequestId: "late-" + tt.name + "-" + fmt.Sprint(time.Now().UnixNano()), Ttl: durationpb.New(time.Second)}
+				first, err := c.Acquire(loadbalance.WithInstance(ctx, "lock-a"), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.end(t, first.GetLease())
+				_, err = c.Acquire(loadbalance.WithInstance(ctx, "lock-b"), req)
+				if status.Code(err) != codes.FailedPrecondition {
+					t.Fatalf("the late duplicate at lock-b: %v, want FailedPrecondition", err)
+				}
+				if d, err := c.Describe(ctx, &lockv1.DescribeRequest{Name: req.GetName()}); status.Code(err) != codes.NotFound {
+					t.Fatalf("after the late duplicate: %v (%v), want no contender", d, err)
+				}
+			})
 		}
 	})
 }

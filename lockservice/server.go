@@ -51,13 +51,19 @@ type Config struct {
 	// MinValidity is the shortest validity worth granting: when the
 	// session cannot guarantee that much, the replica answers UNAVAILABLE.
 	MinValidity time.Duration
+	// ClaimRetention is how long, at least, a request id stays refused
+	// by every replica after its lease ended (the claim of its GUID in
+	// ZooKeeper; see package zklock); 0 is zklock.DefaultClaimRetention.
+	// A duplicate arriving later than that may be granted again.
+	ClaimRetention time.Duration
 	// Logger logs lease expiries, losses and failures.
 	Logger *slog.Logger
 }
 
 // DefaultConfig returns the defaults for replica.
 func DefaultConfig(replica string) Config {
-	return Config{Replica: replica, MaxWaiters: 1000, MaxLeases: 100000, MinValidity: 200 * time.Millisecond, Logger: slog.Default()}
+	return Config{Replica: replica, MaxWaiters: 1000, MaxLeases: 100000, MinValidity: 200 * time.Millisecond,
+		ClaimRetention: zklock.DefaultClaimRetention, Logger: slog.Default()}
 }
 
 // Validate reports a config that cannot work.
@@ -69,6 +75,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lockservice: config: limits %d waiters, %d leases: want 1 or more", c.MaxWaiters, c.MaxLeases)
 	case c.Heartbeat < 0 || c.MinValidity <= 0:
 		return fmt.Errorf("lockservice: config: heartbeat %v, min validity %v", c.Heartbeat, c.MinValidity)
+	case c.ClaimRetention < 0:
+		return fmt.Errorf("lockservice: config: claim retention %v is negative", c.ClaimRetention)
 	case c.Logger == nil:
 		return errors.New("lockservice: config: no logger")
 	}
@@ -116,7 +124,11 @@ func New(conn *zkconn.Conn, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	locker, err := zklock.New(conn, zklock.WithLogger(cfg.Logger))
+	opts := []zklock.Option{zklock.WithLogger(cfg.Logger)}
+	if cfg.ClaimRetention > 0 {
+		opts = append(opts, zklock.WithClaimRetention(cfg.ClaimRetention))
+	}
+	locker, err := zklock.New(conn, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("lockservice: %w", err)
 	}
@@ -266,16 +278,22 @@ func (s *Server) Acquire(ctx context.Context, req *lockv1.AcquireRequest) (*lock
 		return nil, status.Errorf(codes.Internal, "encoding the contender: %v", err)
 	}
 	grant, err := s.locker.Acquire(ctx, req.GetName(), guidOf(rid), data, req.GetWait())
-	if err != nil {
-		if errors.Is(err, zklock.ErrGUIDConflict) {
-			return nil, s.otherReplica(ctx, req.GetName(), rid)
-		}
+	switch {
+	case errors.Is(err, zklock.ErrGUIDConflict):
+		return nil, s.otherReplica(ctx, req.GetName(), rid)
+	case errors.Is(err, zklock.ErrClaimEnded):
+		return nil, s.toStatus(fmt.Errorf("request %q was granted before, and has ended: %w", rid, err))
+	case errors.Is(err, zklock.ErrGUIDReused):
+		return nil, s.toStatus(fmt.Errorf("request id %q was used for another lock: %w", rid, err))
+	case err != nil:
 		return nil, s.toStatus(err)
 	}
 	granted := time.Now()
 	v, err := s.validity(ttl, granted)
 	if err != nil {
-		s.release(grant)
+		// No lease was made: withdraw the grant, so that a retry with the
+		// request id (UNAVAILABLE invites one) queues anew.
+		s.withdraw(grant)
 		return nil, err
 	}
 	l, err := s.hold(grant, rid, ttl, v, granted, granted.Sub(received))
@@ -401,6 +419,17 @@ func (s *Server) release(g *zklock.Grant) {
 	defer cancel()
 	if err := s.locker.Release(ctx, g); err != nil && !errors.Is(err, zklock.ErrNotHeld) {
 		s.cfg.Logger.Warn("lockservice: deleting a lock's node", "lock", g.Name(), "err", err)
+	}
+}
+
+// withdraw deletes the node of a grant no lease was made of, and its
+// claim, logging a failure: the node then goes with the session at the
+// latest.
+func (s *Server) withdraw(g *zklock.Grant) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.locker.Withdraw(ctx, g); err != nil && !errors.Is(err, zklock.ErrNotHeld) {
+		s.cfg.Logger.Warn("lockservice: withdrawing a grant", "lock", g.Name(), "err", err)
 	}
 }
 
@@ -580,13 +609,14 @@ func (s *Server) toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, zklock.ErrInvalidName), errors.Is(err, zklock.ErrInvalidGUID), errors.Is(err, zklock.ErrDataTooLarge):
+	case errors.Is(err, zklock.ErrInvalidName), errors.Is(err, zklock.ErrInvalidGUID), errors.Is(err, zklock.ErrDataTooLarge),
+		errors.Is(err, zklock.ErrGUIDReused):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, zklock.ErrLocked):
 		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, zklock.ErrNoLock):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, zklock.ErrNotHeld), errors.Is(err, zklock.ErrDeleted):
+	case errors.Is(err, zklock.ErrNotHeld), errors.Is(err, zklock.ErrDeleted), errors.Is(err, zklock.ErrClaimEnded):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, zklock.ErrSessionLost), errors.Is(err, zklock.ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())

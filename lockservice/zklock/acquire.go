@@ -3,11 +3,11 @@ package zklock
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"path"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -19,7 +19,8 @@ import (
 // only when every one of them has gone.
 type slot struct {
 	key, name, guid string
-	wait            bool // the attempt waits; false for a try-lock
+	wait            bool   // the attempt waits; false for a try-lock
+	id              string // the attempt's, in the claim it makes
 	cancel          context.CancelFunc
 
 	// Guarded by Locker.mu.
@@ -39,9 +40,8 @@ type node struct {
 	dir, guid string
 	name      string // child name; "" when a create's outcome is unknown
 	seq       int64
-	stat      *zk.Stat // nil until read
+	stat      *zk.Stat // nil until known
 	data      []byte
-	own       <-chan zk.Event // a watch on the node, or nil
 }
 
 func (n *node) path() string { return n.dir + "/" + n.name }
@@ -56,7 +56,12 @@ func (n *node) path() string { return n.dir + "/" + n.name }
 // *Grant. The contender of the first such call is kept: its data, and its
 // wait mode while it waits (a try-lock joining a waiting Acquire gets
 // ErrLocked; a waiting Acquire joining a try-lock that fails queues anew).
-// A guid held by another session fails with ErrGUIDConflict.
+// A guid held by another session fails with ErrGUIDConflict. A guid whose
+// contender ended (released, lost or deleted), here or at any Locker
+// sharing the claim root, fails with ErrClaimEnded for the claim
+// retention; one claimed for another lock, with ErrGUIDReused. An Acquire
+// that ends without a grant (an error, a cancelled wait, a failed
+// try-lock) frees its guid for another try.
 //
 // data (at most MaxDataLen bytes) is stored in the contender's node, where
 // Describe shows it.
@@ -173,7 +178,7 @@ func (l *Locker) join(ctx context.Context, key, name, guid string, data []byte, 
 func (l *Locker) start(key, name, guid string, data []byte, wait bool) *slot {
 	ctx, cancel := context.WithCancel(l.ctx)
 	s := &slot{
-		key: key, name: name, guid: guid, wait: wait, cancel: cancel,
+		key: key, name: name, guid: guid, wait: wait, id: rand.Text(), cancel: cancel,
 		decided: make(chan struct{}),
 		freed:   make(chan struct{}),
 	}
@@ -183,27 +188,44 @@ func (l *Locker) start(key, name, guid string, data []byte, wait bool) *slot {
 	return s
 }
 
+// attempt is what a slot's attempt knows while it runs.
+type attempt struct {
+	*slot
+	dir   string
+	data  []byte
+	claim claimState
+}
+
+// claimState is what an attempt knows of its guid's claim.
+type claimState struct {
+	ours    bool  // made by this attempt, or adopted with its contender
+	czxid   int64 // the claim node's, to tell it from one made again
+	version int32
+}
+
 // run is a slot's attempt: it acquires, then publishes the grant, or
-// deletes what it leaves behind and publishes the error.
+// deletes what it leaves behind — its node and its claim, since it granted
+// nothing — and publishes the error.
 func (l *Locker) run(ctx context.Context, s *slot, data []byte) {
 	defer s.cancel()
-	n, err := l.acquire(ctx, s, data)
+	a := &attempt{slot: s, dir: l.dir(s.name), data: data}
+	n, err := l.acquire(ctx, a)
 	if err == nil {
 		if err = l.publishGrant(s, n); err == nil {
 			return
 		}
 	}
-	if n != nil {
+	if n != nil || a.claim.ours {
 		cctx, cancel := context.WithTimeout(l.reap, l.opts.cleanupTimeout)
-		rerr := l.remove(cctx, n)
+		rerr := l.abandon(cctx, a, n)
 		cancel()
 		if rerr != nil && !gone(rerr) {
 			l.publish(s, err)
 			l.opts.log.Warn("zklock: contender node not deleted yet; retrying in the background",
-				"lock", s.name, "guid", s.guid, "node", n.name, "err", rerr)
-			if rerr := l.remove(l.reap, n); rerr != nil && !gone(rerr) {
+				"lock", s.name, "guid", s.guid, "err", rerr)
+			if rerr := l.abandon(l.reap, a, n); rerr != nil && !gone(rerr) {
 				l.opts.log.Error("zklock: contender node left until its session ends",
-					"lock", s.name, "guid", s.guid, "node", n.name, "err", rerr)
+					"lock", s.name, "guid", s.guid, "err", rerr)
 			}
 			l.free(s)
 			return
@@ -227,7 +249,7 @@ func (l *Locker) publishGrant(s *slot, n *node) error {
 	g := newGrant(l, s, n)
 	s.grant = g
 	close(s.decided)
-	l.wg.Go(func() { g.monitor(n.own) })
+	l.wg.Go(g.monitor)
 	return nil
 }
 
@@ -258,10 +280,10 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 // acquire is the recipe. It returns the node once it holds the lock, with
-// its stat and a watch on it; or an error, and the node the attempt
-// leaves behind (nil if none), which the caller deletes.
-func (l *Locker) acquire(ctx context.Context, s *slot, data []byte) (*node, error) {
-	dir := l.dir(s.name)
+// its stat; or an error, and the node the attempt leaves behind (nil if
+// none), which the caller deletes.
+func (l *Locker) acquire(ctx context.Context, a *attempt) (*node, error) {
+	dir := a.dir
 	notify, unsubscribe := l.conn.Subscribe()
 	defer unsubscribe()
 	var (
@@ -275,7 +297,7 @@ func (l *Locker) acquire(ctx context.Context, s *slot, data []byte) (*node, erro
 		}
 		if n == nil {
 			var err error
-			if n, q, err = l.enqueue(ctx, dir, s.guid, data); err != nil {
+			if n, q, err = l.enqueue(ctx, a); err != nil {
 				return n, err
 			}
 			b.reset()
@@ -302,38 +324,19 @@ func (l *Locker) acquire(ctx context.Context, s *slot, data []byte) (*node, erro
 		if i < 0 {
 			if l.sessionEnded(n.stat.EphemeralOwner) {
 				// The node went with its session: queue again in the new one.
-				l.opts.log.Info("zklock: session ended while waiting; queueing again", "lock", s.name, "guid", s.guid)
+				l.opts.log.Info("zklock: session ended while waiting; queueing again", "lock", a.name, "guid", a.guid)
 				n, q = nil, nil
 				continue
 			}
-			return nil, fmt.Errorf("%w: %s, while waiting for %q", ErrDeleted, n.path(), s.name)
+			return nil, fmt.Errorf("%w: %s, while waiting for %q", ErrDeleted, n.path(), a.name)
 		}
 		if i == 0 {
-			// Held. Make sure of the node, and watch it for Grant.Lost.
-			if n.own != nil && isFired(n.own) {
-				n.own = nil
-			}
-			if n.own == nil {
-				r, err := l.getW(ctx, n.path())
-				switch {
-				case err == nil:
-					n.data, n.stat, n.own = r.data, r.stat, r.watch
-				case errors.Is(err, zk.ErrNoNode):
-					q = []contender{}
-					continue
-				case transient(err) || ctx.Err() != nil:
-					if b.pause(ctx) != nil {
-						return n, l.ctxErr(ctx)
-					}
-					continue
-				default:
-					return n, fmt.Errorf("zklock: reading %s: %w", n.path(), err)
-				}
-			}
+			// Held. The grant's monitor watches the node for Lost: the
+			// read that showed it first also showed it there.
 			return n, nil
 		}
-		if !s.wait {
-			return n, fmt.Errorf("%w: %q", ErrLocked, s.name)
+		if !a.wait {
+			return n, fmt.Errorf("%w: %q", ErrLocked, a.name)
 		}
 
 		// Wait for the predecessor, and only for it: a release wakes one waiter.
@@ -378,111 +381,233 @@ func (l *Locker) acquire(ctx context.Context, s *slot, data []byte) (*node, erro
 	}
 }
 
-func isFired(ch <-chan zk.Event) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// enqueue finds this session's contender for guid in dir, or creates it.
-// It returns the node (with its stat) and the queue as read with the node
-// in it, or nil when that read failed. On an error it returns the node the
-// caller must delete, if there may be one.
-func (l *Locker) enqueue(ctx context.Context, dir, guid string, data []byte) (*node, []contender, error) {
+// enqueue creates the attempt's contender and its guid's claim, in one
+// multi-op, or finds this session's contender for the guid. It returns
+// the node (with its stat) and the queue if it is known without a read
+// (the node is alone: it holds the lock; or a read was needed anyway),
+// else nil. On an error it returns the node the caller must delete, if
+// there may be one.
+//
+// The multi-op creates the claim (or, queueing again under a claim of the
+// attempt's own, writes it with its version), creates the ephemeral
+// sequential contender, and writes the lock's directory, whose stat in the
+// answer gives what the create does not: the transaction's zxid (the
+// contender's czxid, the fencing token), its time, and how many
+// contenders the directory has. So a contender that finds the lock free
+// holds it after one round trip.
+func (l *Locker) enqueue(ctx context.Context, a *attempt) (*node, []contender, error) {
 	var (
 		b       backoff
-		created int  // creates that failed for want of the directory
+		made    int  // creates that failed for want of a parent
+		churn   int  // claims that changed under the attempt
 		unknown bool // a create may have succeeded unheard
 	)
 	left := func() *node {
 		if unknown {
-			return &node{dir: dir, guid: guid} // deleted by guid
+			return &node{dir: a.dir, guid: a.guid} // deleted by guid
 		}
 		return nil
 	}
+	pause := func() (*node, []contender, error) {
+		if b.pause(ctx) != nil {
+			return left(), nil, l.ctxErr(ctx)
+		}
+		return nil, nil, nil
+	}
+	claim := l.claimPath(a.guid)
 	for {
 		if ctx.Err() != nil {
 			return left(), nil, l.ctxErr(ctx)
 		}
-		// Protected create: first look for a node of ours with this guid
-		// (a retried acquire, or a create whose reply was lost).
-		l.childrenReads.Add(1)
-		children, err := l.children(ctx, dir)
-		var q []contender
-		switch {
-		case err == nil:
-			q = queue(children)
-		case errors.Is(err, zk.ErrNoNode):
-		case transient(err) || ctx.Err() != nil:
-			if b.pause(ctx) != nil {
-				return left(), nil, l.ctxErr(ctx)
+		sid := l.conn.Session()
+		if sid == 0 {
+			if n, q, err := pause(); err != nil {
+				return n, q, err
 			}
 			continue
-		default:
-			return left(), nil, fmt.Errorf("zklock: reading %s: %w", dir, err)
 		}
-		n, err := l.adopt(ctx, dir, guid, q)
-		switch {
-		case n != nil:
-			return n, q, nil
-		case err == nil:
-		case transient(err) || ctx.Err() != nil:
-			if b.pause(ctx) != nil {
-				return left(), nil, l.ctxErr(ctx)
-			}
-			continue
-		default:
+		record, err := encodeClaim(claimRecord{Lock: a.name, Dir: a.dir, Attempt: a.id, Session: fmt.Sprintf("%#x", sid)})
+		if err != nil {
 			return left(), nil, err
 		}
-		speculate := len(q) == 0 // likely the holder at once: watch the node from the start
-
+		again := a.claim.ours
+		var first any = &zk.CreateRequest{Path: claim, Data: record, Acl: l.acl, Flags: zk.FlagPersistent}
+		if again {
+			first = &zk.SetDataRequest{Path: claim, Data: record, Version: a.claim.version}
+		}
 		// Not abandoned when ctx ends (see call): it ends by itself.
-		p, err := l.zk.Create(dir+"/"+contenderPrefix(guid), data, zk.FlagEphemeralSequential, l.acl)
+		res, err := l.zk.Multi(first,
+			&zk.CreateRequest{Path: a.dir + "/" + contenderPrefix(a.guid), Data: a.data, Acl: l.acl, Flags: zk.FlagEphemeralSequential},
+			&zk.SetDataRequest{Path: a.dir, Version: -1})
 		switch {
 		case err == nil:
-		case errors.Is(err, zk.ErrNoNode):
-			// No directory: a new lock, or an empty one the server swept
-			// away in between. Make it and try again.
-			if created++; created > 5 {
-				return left(), nil, fmt.Errorf("zklock: %s keeps disappearing: %w", dir, err)
-			}
-			if err := l.makeDir(ctx, dir); err != nil && !transient(err) && ctx.Err() == nil {
-				return left(), nil, err
-			}
-			continue
-		case errors.Is(err, zk.ErrConnectionClosed):
-			unknown = true // sent, unanswered: the lookup above finds it if it was made
-			if b.pause(ctx) != nil {
-				return left(), nil, l.ctxErr(ctx)
+		case errors.Is(err, zk.ErrConnectionClosed), errors.Is(err, zk.ErrSessionExpired):
+			// Sent, unanswered: the claim says so if it was made (the
+			// contender may have gone with an expired session, the claim
+			// not).
+			unknown = true
+			if n, q, err := pause(); err != nil {
+				return n, q, err
 			}
 			continue
 		case transient(err):
-			// Never sent (no server), or the session expired and the node,
-			// if made, with it.
-			if b.pause(ctx) != nil {
-				return left(), nil, l.ctxErr(ctx)
+			// Not done: no server, no session, or the session moved.
+			if n, q, err := pause(); err != nil {
+				return n, q, err
 			}
 			continue
+		}
+		op := failedOp(res)
+		switch {
+		case err == nil:
+		case op == 1 && errors.Is(err, zk.ErrNoNode), op == 0 && !again && errors.Is(err, zk.ErrNoNode):
+			// No directory (a new lock, or an empty one the server swept
+			// away in between), or no claim shard yet. Make it and retry.
+			parent := a.dir
+			if op == 0 {
+				parent = path.Dir(claim)
+			}
+			if made++; made > 5 {
+				return left(), nil, fmt.Errorf("zklock: %s keeps disappearing: %w", parent, err)
+			}
+			mk := l.makeDir
+			if op == 0 {
+				mk = l.makeShards
+			}
+			if err := mk(ctx, parent); err != nil && !transient(err) && ctx.Err() == nil {
+				return left(), nil, err
+			}
+			continue
+		case op == 0 && again && (errors.Is(err, zk.ErrNoNode) || errors.Is(err, zk.ErrBadVersion)),
+			op == 0 && !again && errors.Is(err, zk.ErrNodeExists):
+			if churn++; churn > 10 {
+				return left(), nil, fmt.Errorf("zklock: the claim of %s keeps changing: %w", a.guid, err)
+			}
+			if again {
+				a.claim = claimState{} // swept or changed: look again
+				continue
+			}
+			// The guid was acquired before.
+			n, q, err := l.resolve(ctx, a, claim)
+			switch {
+			case n != nil:
+				return n, q, nil
+			case err == nil:
+				continue // the claim is the attempt's own, or gone: create again
+			case transient(err) || ctx.Err() != nil:
+				if n, q, err := pause(); err != nil {
+					return n, q, err
+				}
+				continue
+			}
+			return left(), nil, err
 		default:
-			return left(), nil, fmt.Errorf("zklock: creating a contender in %s: %w", dir, err)
+			return left(), nil, fmt.Errorf("zklock: creating a contender in %s: %w", a.dir, err)
 		}
+		unknown = false
+
+		p := res[1].String
 		c, ok := parseContender(path.Base(p))
-		if !ok {
-			return &node{dir: dir, guid: guid, name: path.Base(p)}, nil, fmt.Errorf("zklock: created %s, which is not a contender name", p)
+		dst := res[2].Stat
+		if !ok || dst == nil || (again && res[0].Stat == nil) {
+			return &node{dir: a.dir, guid: a.guid, name: path.Base(p)}, nil, fmt.Errorf("zklock: created %s, which is not a contender name, or no stat came back", p)
 		}
-		n = &node{dir: dir, guid: guid, name: c.node, seq: c.seq, data: data}
-		q, err = l.readCreated(ctx, n, speculate)
-		if errors.Is(err, zk.ErrNoNode) {
-			continue // gone already (its session expired): queue again
+		n := &node{dir: a.dir, guid: a.guid, name: c.node, seq: c.seq, data: a.data, stat: &zk.Stat{
+			// The directory was written in the same transaction.
+			Czxid: dst.Mzxid, Mzxid: dst.Mzxid, Ctime: dst.Mtime, Mtime: dst.Mtime,
+			Pzxid: dst.Mzxid, EphemeralOwner: sid, DataLength: int32(len(a.data)),
+		}}
+		if again {
+			if res[0].Stat.Czxid != a.claim.czxid {
+				// The claim was swept and made again by another attempt
+				// between the read that found it ours and this write: the
+				// node is not ours to keep.
+				if err := l.remove(ctx, n); err != nil && !gone(err) {
+					return n, nil, err
+				}
+				a.claim = claimState{}
+				continue
+			}
+			a.claim.version = res[0].Stat.Version
+		} else {
+			a.claim = claimState{ours: true, czxid: dst.Mzxid}
 		}
-		if err != nil {
-			return n, nil, err
+		if l.conn.Session() != sid {
+			// Which session made the node is not certain: ask.
+			r, err := read(ctx, l, func() (nodeRead, error) {
+				ok, stat, err := l.zk.Exists(n.path())
+				if err == nil && !ok {
+					err = zk.ErrNoNode
+				}
+				return nodeRead{stat: stat}, err
+			})
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				continue // gone with its session: queue again
+			case err != nil:
+				return n, nil, err
+			}
+			n.stat = r.stat
 		}
-		return n, q, nil
+		if dst.NumChildren == 1 {
+			return n, []contender{c}, nil // alone: the holder
+		}
+		return n, nil, nil
 	}
+}
+
+// failedOp returns the index of the op that failed a multi-op, or -1. The
+// ops before it report success and those after it a "runtime
+// inconsistency", so it is the first with an error.
+func failedOp(res []zk.MultiResponse) int {
+	return slices.IndexFunc(res, func(r zk.MultiResponse) bool { return r.Error != nil })
+}
+
+// resolve handles a create that found the guid's claim: the guid was
+// acquired before. This session's contender for it is adopted (with its
+// claim); another session's is ErrGUIDConflict. With none, the claim
+// tells: another lock's is ErrGUIDReused; the attempt's own (its node went
+// with a session) is recorded, for the caller to queue again under it;
+// anyone else's is ErrClaimEnded. A claim gone meanwhile returns nothing:
+// the caller creates again.
+func (l *Locker) resolve(ctx context.Context, a *attempt, claim string) (*node, []contender, error) {
+	l.childrenReads.Add(1)
+	children, err := l.children(ctx, a.dir)
+	var q []contender
+	switch {
+	case err == nil:
+		q = queue(children)
+	case errors.Is(err, zk.ErrNoNode):
+	default:
+		return nil, nil, err
+	}
+	n, err := l.adopt(ctx, a.dir, a.guid, q)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := l.get(ctx, claim)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		if n != nil {
+			a.claim = claimState{} // a node without a claim: adopt it all the same
+			return n, q, nil
+		}
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	rec, ok := decodeClaim(r.data)
+	switch {
+	case n != nil:
+		a.claim = claimState{ours: true, czxid: r.stat.Czxid, version: r.stat.Version}
+		return n, q, nil
+	case ok && rec.Dir != a.dir:
+		return nil, nil, fmt.Errorf("%w: %s is claimed for lock %q", ErrGUIDReused, a.guid, rec.Lock)
+	case ok && rec.Attempt == a.id:
+		a.claim = claimState{ours: true, czxid: r.stat.Czxid, version: r.stat.Version}
+		return nil, nil, nil
+	}
+	return nil, nil, fmt.Errorf("%w: %s, for lock %q", ErrClaimEnded, a.guid, a.name)
 }
 
 // adopt returns this session's node for guid among q, if there is one.
@@ -517,55 +642,4 @@ func (l *Locker) adopt(ctx context.Context, dir, guid string, q []contender) (*n
 		}
 	}
 	return n, nil
-}
-
-// readCreated reads the queue and the stat of a node just created, in
-// parallel (go-zookeeper pipelines them). With watch, the node is watched
-// too: a contender that found no one queued is most likely the holder,
-// and then needs no further read. The queue is nil if its read failed; an
-// error means the stat could not be read (ErrNoNode: the node is gone).
-func (l *Locker) readCreated(ctx context.Context, n *node, watch bool) ([]contender, error) {
-	var (
-		wg       sync.WaitGroup
-		children []string
-		cerr     error
-	)
-	l.childrenReads.Add(1)
-	wg.Go(func() { children, cerr = l.children(ctx, n.dir) })
-	defer wg.Wait()
-	var b backoff
-	for {
-		var r nodeRead
-		var err error
-		if watch {
-			r, err = l.getW(ctx, n.path())
-		} else {
-			r, err = call(ctx, l, func() (nodeRead, error) {
-				ok, stat, err := l.zk.Exists(n.path())
-				if err == nil && !ok {
-					err = zk.ErrNoNode
-				}
-				return nodeRead{stat: stat}, err
-			})
-		}
-		switch {
-		case err == nil:
-			n.stat, n.own = r.stat, r.watch
-			wg.Wait()
-			if cerr != nil {
-				return nil, nil
-			}
-			return queue(children), nil
-		case errors.Is(err, zk.ErrNoNode):
-			return nil, err
-		case transient(err) && ctx.Err() == nil:
-			if b.pause(ctx) != nil {
-				return nil, l.ctxErr(ctx)
-			}
-		case ctx.Err() != nil:
-			return nil, l.ctxErr(ctx)
-		default:
-			return nil, fmt.Errorf("zklock: reading %s: %w", n.path(), err)
-		}
-	}
 }

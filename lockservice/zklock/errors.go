@@ -33,6 +33,14 @@ var (
 	// another live ZooKeeper session (another Locker's): it is never
 	// adopted, so one GUID never becomes two grants.
 	ErrGUIDConflict = errors.New("zklock: guid is in use by another ZooKeeper session")
+	// ErrClaimEnded reports an Acquire whose guid was acquired before, by
+	// any Locker, and whose contender has ended since: released, lost,
+	// or deleted. No node is made: one guid is never granted twice (for
+	// as long as its claim is kept; see WithClaimRetention).
+	ErrClaimEnded = errors.New("zklock: guid was acquired before and has ended")
+	// ErrGUIDReused reports an Acquire whose guid is claimed for another
+	// lock.
+	ErrGUIDReused = errors.New("zklock: guid is claimed for another lock")
 	// ErrClosed reports a call on a closed Locker, and is why the grants
 	// and waits of a Locker that is closed end.
 	ErrClosed = errors.New("zklock: closed")

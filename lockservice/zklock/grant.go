@@ -130,9 +130,15 @@ func (g *Grant) end() error {
 	return nil
 }
 
-// monitor watches a held grant's node and session until the grant ends.
-// watch is the watch on the node set when it was granted.
-func (g *Grant) monitor(watch <-chan zk.Event) {
+// watchDelay is how long after a grant its monitor first reads the node
+// and watches it. A lock released sooner costs no read; one deleted by
+// another party sooner is found gone by that read.
+const watchDelay = 50 * time.Millisecond
+
+// monitor watches a held grant's session, and after watchDelay its node,
+// until the grant ends. Its first read of the node sets the watch, and
+// finds the node gone if it was deleted since the grant was decided.
+func (g *Grant) monitor() {
 	l := g.l
 	notify, unsubscribe := l.conn.Subscribe()
 	defer unsubscribe()
@@ -141,8 +147,11 @@ func (g *Grant) monitor(watch <-chan zk.Event) {
 			l.free(g.s)
 		}
 	}
+	first := time.NewTimer(watchDelay)
+	defer first.Stop()
 	var (
-		retry <-chan time.Time
+		watch <-chan zk.Event
+		retry <-chan time.Time = first.C
 		b     backoff
 	)
 	for {
@@ -158,6 +167,10 @@ func (g *Grant) monitor(watch <-chan zk.Event) {
 			case err == nil && r.stat.Czxid == g.info.Token:
 				watch = r.watch
 				b.reset()
+			case (err == nil || errors.Is(err, zk.ErrNoNode)) && l.sessionEnded(g.info.Session):
+				// Read in a new session: the node went with the old one.
+				lose(fmt.Errorf("%w: session %#x of %s ended", ErrSessionLost, g.info.Session, g.info.Path))
+				return
 			case err == nil, errors.Is(err, zk.ErrNoNode):
 				lose(fmt.Errorf("%w: %s", ErrDeleted, g.info.Path))
 				return
@@ -190,7 +203,9 @@ func (g *Grant) monitor(watch <-chan zk.Event) {
 // waiter. It fails with ErrNotHeld for a grant that is not held: released
 // before, lost (wrapping why), found already gone, or made by another
 // Locker. Any Grant this Locker made can be released, from any goroutine:
-// the lock service releases the grants of expired leases this way.
+// the lock service releases the grants of expired leases this way. The
+// guid's claim stays (see WithClaimRetention): an Acquire with the guid is
+// ErrClaimEnded from now on.
 //
 // The node is deleted with the version it was read with, so a node that
 // is not the grant's is never deleted. If ctx ends before ZooKeeper
@@ -198,6 +213,10 @@ func (g *Grant) monitor(watch <-chan zk.Event) {
 // on in the background; either way the grant is no longer held, and Lost
 // stays open.
 func (l *Locker) Release(ctx context.Context, g *Grant) error {
+	return l.release(ctx, g, false)
+}
+
+func (l *Locker) release(ctx context.Context, g *Grant, withdraw bool) error {
 	if g == nil || g.l != l {
 		return fmt.Errorf("%w: the grant was not made by this Locker", ErrNotHeld)
 	}
@@ -211,7 +230,11 @@ func (l *Locker) Release(ctx context.Context, g *Grant) error {
 	if err := g.end(); err != nil {
 		return err
 	}
-	err := l.remove(ctx, g.n)
+	claim := ""
+	if withdraw {
+		claim = l.claimPath(g.n.guid)
+	}
+	err := l.removeNode(ctx, g.n, claim)
 	switch {
 	case err == nil:
 		l.free(g.s)
@@ -221,7 +244,7 @@ func (l *Locker) Release(ctx context.Context, g *Grant) error {
 		return fmt.Errorf("%w: %w", ErrNotHeld, err)
 	}
 	l.wg.Go(func() {
-		if err := l.remove(l.reap, g.n); err != nil && !gone(err) {
+		if err := l.removeNode(l.reap, g.n, claim); err != nil && !gone(err) {
 			l.opts.log.Error("zklock: released lock's node left until its session ends",
 				"lock", g.name, "path", g.info.Path, "err", err)
 		}
@@ -230,12 +253,27 @@ func (l *Locker) Release(ctx context.Context, g *Grant) error {
 	return fmt.Errorf("zklock: release of %q not confirmed, deleting in the background: %w", g.name, err)
 }
 
+// Withdraw ends a grant its caller never handed out, as if it had never
+// been acquired: it deletes the node, as Release does, and its guid's
+// claim with it, so that an Acquire with the guid, here or at another
+// Locker, queues anew rather than failing with ErrClaimEnded. The lock
+// service withdraws a grant it cannot back with a lease. It fails as
+// Release does.
+func (l *Locker) Withdraw(ctx context.Context, g *Grant) error {
+	return l.release(ctx, g, true)
+}
+
 // remove deletes a node of this Locker's session. It returns nil once the
 // node is deleted, an error wrapping ErrDeleted or ErrSessionLost if the
 // node was gone before (see gone), or ctx's error.
-func (l *Locker) remove(ctx context.Context, n *node) error {
+func (l *Locker) remove(ctx context.Context, n *node) error { return l.removeNode(ctx, n, "") }
+
+// removeNode is remove, and with a claim path, the node's claim goes in
+// the same multi-op — or after it, if the claim is gone already. A node of
+// unknown name is looked for by guid (purge).
+func (l *Locker) removeNode(ctx context.Context, n *node, claim string) error {
 	if n.name == "" {
-		return l.purge(ctx, n.dir, n.guid)
+		return l.purge(ctx, n.dir, n.guid, claim)
 	}
 	p := n.path()
 	version, owner, token := int32(-1), int64(0), int64(0)
@@ -251,7 +289,7 @@ func (l *Locker) remove(ctx context.Context, n *node) error {
 			}
 			return fmt.Errorf("%w: session %#x of %s ended", ErrSessionLost, owner, p)
 		}
-		_, err := call(ctx, l, func() (struct{}, error) { return struct{}{}, l.zk.Delete(p, version) })
+		_, err := call(ctx, l, func() (struct{}, error) { return struct{}{}, l.delete(p, version, claim) })
 		switch {
 		case err == nil:
 			return nil
@@ -292,9 +330,24 @@ func (l *Locker) remove(ctx context.Context, n *node) error {
 	}
 }
 
-// purge deletes every node of this session with guid in dir: what a
-// create whose outcome is unknown may have left.
-func (l *Locker) purge(ctx context.Context, dir, guid string) error {
+// delete deletes the node p at version and, in the same multi-op, the
+// node claim unless claim is "". Its error is the node's: a claim that is
+// not there is no error.
+func (l *Locker) delete(p string, version int32, claim string) error {
+	if claim == "" {
+		return l.zk.Delete(p, version)
+	}
+	res, err := l.zk.Multi(&zk.DeleteRequest{Path: p, Version: version}, &zk.DeleteRequest{Path: claim, Version: -1})
+	if err != nil && failedOp(res) == 1 {
+		return l.zk.Delete(p, version)
+	}
+	return err
+}
+
+// purge deletes every node of this session with guid in dir (each with
+// claim, unless it is ""): what a create whose outcome is unknown may have
+// left.
+func (l *Locker) purge(ctx context.Context, dir, guid, claim string) error {
 	var b backoff
 	for {
 		children, err := read(ctx, l, func() ([]string, error) {
@@ -324,7 +377,7 @@ func (l *Locker) purge(ctx context.Context, dir, guid string) error {
 				continue // another session's
 			}
 			n := &node{dir: dir, guid: guid, name: c.node, seq: c.seq, stat: r.stat}
-			if err := l.remove(ctx, n); err != nil && !gone(err) {
+			if err := l.removeNode(ctx, n, claim); err != nil && !gone(err) {
 				left = true
 			}
 		}

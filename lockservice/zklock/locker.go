@@ -47,10 +47,13 @@ type Locker struct {
 
 	wakeups       atomic.Uint64
 	childrenReads atomic.Uint64
+	claimsSwept   atomic.Uint64
 }
 
 type options struct {
 	root           string
+	claimRoot      string // "" until New derives it from root
+	claimRetention time.Duration
 	cleanupTimeout time.Duration
 	log            *slog.Logger
 }
@@ -61,6 +64,20 @@ type Option func(*options)
 // WithRoot sets the znode under which locks live (default DefaultRoot). It
 // is created, with its parents, as persistent nodes when first needed.
 func WithRoot(root string) Option { return func(o *options) { o.root = root } }
+
+// WithClaimRoot sets the znode under which the claims of guids live
+// (default: "lockclaims" beside the root, DefaultClaimRoot for
+// DefaultRoot). It must be neither the root nor inside it, nor hold it.
+// Every Locker that may see the same guids must use the same claim root.
+func WithClaimRoot(root string) Option { return func(o *options) { o.claimRoot = root } }
+
+// WithClaimRetention sets how long a guid's claim is kept after its
+// contender ended (default DefaultClaimRetention): for that long, at
+// least, an Acquire with the guid fails with ErrClaimEnded. The Locker's
+// janitor deletes older claims.
+func WithClaimRetention(d time.Duration) Option {
+	return func(o *options) { o.claimRetention = d }
+}
 
 // WithCleanupTimeout bounds how long a cancelled Acquire waits for its node
 // to be deleted, and how long Close waits for the nodes of its grants and
@@ -80,14 +97,24 @@ func New(conn *zkconn.Conn, opts ...Option) (*Locker, error) {
 	if conn == nil {
 		return nil, errors.New("zklock: nil connection")
 	}
-	o := options{root: DefaultRoot, cleanupTimeout: 10 * time.Second, log: slog.Default()}
+	o := options{root: DefaultRoot, claimRetention: DefaultClaimRetention, cleanupTimeout: 10 * time.Second, log: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.root == "/" || !strings.HasPrefix(o.root, "/") || path.Clean(o.root) != o.root || strings.ContainsFunc(o.root, zkRefuses) || !utf8.ValidString(o.root) {
+	if !validRoot(o.root) {
 		return nil, fmt.Errorf("zklock: root %q is not an absolute, clean znode path", o.root)
 	}
-	if o.cleanupTimeout <= 0 {
+	if o.claimRoot == "" {
+		o.claimRoot = path.Join(path.Dir(o.root), "lockclaims")
+	}
+	switch {
+	case !validRoot(o.claimRoot):
+		return nil, fmt.Errorf("zklock: claim root %q is not an absolute, clean znode path", o.claimRoot)
+	case strings.HasPrefix(o.claimRoot+"/", o.root+"/") || strings.HasPrefix(o.root+"/", o.claimRoot+"/"):
+		return nil, fmt.Errorf("zklock: claim root %q and root %q overlap: set another with WithClaimRoot", o.claimRoot, o.root)
+	case o.claimRetention <= 0:
+		return nil, fmt.Errorf("zklock: claim retention %v is not positive", o.claimRetention)
+	case o.cleanupTimeout <= 0:
 		return nil, fmt.Errorf("zklock: cleanup timeout %v is not positive", o.cleanupTimeout)
 	}
 	if o.log == nil {
@@ -103,7 +130,12 @@ func New(conn *zkconn.Conn, opts ...Option) (*Locker, error) {
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.reap, l.reapCancel = context.WithCancel(context.Background())
+	l.wg.Go(l.janitor)
 	return l, nil
+}
+
+func validRoot(p string) bool {
+	return p != "/" && strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.ContainsFunc(p, zkRefuses) && utf8.ValidString(p)
 }
 
 // Close ends the Locker: waiting Acquire calls return ErrClosed and delete
@@ -163,14 +195,17 @@ type Stats struct {
 	// Lockers of its contenders.
 	Wakeups uint64
 	// ChildrenReads is the number of reads of a lock directory's children
-	// by Acquire: a lookup and a queue read per new contender, and one
-	// more each time a waiter's predecessor goes.
+	// by Acquire: none for a contender that found the lock free, one for
+	// a new contender that has to wait or whose guid was claimed before,
+	// and one more each time a waiter's predecessor goes.
 	ChildrenReads uint64
+	// ClaimsSwept is the number of claims this Locker's janitor deleted.
+	ClaimsSwept uint64
 }
 
 // Stats returns the counts so far.
 func (l *Locker) Stats() Stats {
-	return Stats{Wakeups: l.wakeups.Load(), ChildrenReads: l.childrenReads.Load()}
+	return Stats{Wakeups: l.wakeups.Load(), ChildrenReads: l.childrenReads.Load(), ClaimsSwept: l.claimsSwept.Load()}
 }
 
 // enter counts a public call in flight, so that Close waits for it; the
@@ -332,9 +367,13 @@ func (l *Locker) makeDir(ctx context.Context, dir string) error {
 }
 
 // makeRoot creates the root and its parents as persistent nodes.
-func (l *Locker) makeRoot(ctx context.Context) error {
+func (l *Locker) makeRoot(ctx context.Context) error { return l.makePath(ctx, l.opts.root) }
+
+// makePath creates the absolute path dir and its parents as persistent
+// nodes.
+func (l *Locker) makePath(ctx context.Context, dir string) error {
 	p := ""
-	for seg := range strings.SplitSeq(l.opts.root[1:], "/") {
+	for seg := range strings.SplitSeq(dir[1:], "/") {
 		p += "/" + seg
 		_, err := call(ctx, l, func() (string, error) { return l.zk.Create(p, nil, zk.FlagPersistent, l.acl) })
 		if err != nil && !errors.Is(err, zk.ErrNodeExists) {

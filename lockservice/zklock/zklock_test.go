@@ -72,16 +72,17 @@ func (h *harness) dial(addr string, sessionTimeout time.Duration) *zkconn.Conn {
 }
 
 // locker returns a Locker on a session of its own to the server.
-func (h *harness) locker() (*zklock.Locker, *zkconn.Conn) {
+func (h *harness) locker(opts ...zklock.Option) (*zklock.Locker, *zkconn.Conn) {
 	h.t.Helper()
-	return h.lockerOn(h.dial(h.srv.ConnectString(), 4*time.Second))
+	return h.lockerOn(h.dial(h.srv.ConnectString(), 4*time.Second), opts...)
 }
 
 // lockerOn returns a Locker on conn, closed when the test ends (before
 // conn is).
-func (h *harness) lockerOn(conn *zkconn.Conn) (*zklock.Locker, *zkconn.Conn) {
+func (h *harness) lockerOn(conn *zkconn.Conn, opts ...zklock.Option) (*zklock.Locker, *zkconn.Conn) {
 	h.t.Helper()
-	l, err := zklock.New(conn, zklock.WithRoot(h.root), zklock.WithLogger(zktest.Logger(h.t)))
+	opts = append([]zklock.Option{zklock.WithRoot(h.root), zklock.WithLogger(zktest.Logger(h.t))}, opts...)
+	l, err := zklock.New(conn, opts...)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -534,24 +535,17 @@ func TestRetriedAcquire(t *testing.T) {
 	h.assertNoContenders()
 }
 
-// TestLostReplyAdopted creates a contender node directly, in the Locker's
-// session — what a create whose reply was lost leaves behind — and then
-// calls Acquire with its guid: the node is adopted, held or waiting, and
-// no second node is made.
+// TestLostReplyAdopted leaves what a create whose reply was lost leaves —
+// the guid's claim and its contender, made together in the Locker's
+// session — and then calls Acquire with the guid: the node is adopted,
+// held or waiting, and no second node is made.
 func TestLostReplyAdopted(t *testing.T) {
 	h := newHarness(t)
 	l, conn := h.locker()
 	other, _ := h.locker()
 	const name = "lost/reply"
-	dir := h.dir(name)
-	if _, err := h.obs.Create(h.root, nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.obs.CreateContainer(dir, nil, zk.FlagContainer, zk.WorldACL(zk.PermAll)); err != nil {
-		t.Fatal(err)
-	}
 	orphan := func(guid string) string {
-		p, err := conn.ZK().Create(dir+"/_c_"+guid+"-lock-", []byte("orphan"), zk.FlagEphemeralSequential, zk.WorldACL(zk.PermAll))
+		p, err := l.LostReply(ctxFor(t, 10*time.Second), name, guid, []byte("orphan"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -567,6 +561,9 @@ func TestLostReplyAdopted(t *testing.T) {
 	}
 	if g.Path() != p || !bytes.Equal(g.Info().Data, []byte("orphan")) {
 		t.Fatalf("acquired %s (data %q), want the orphan %s", g.Path(), g.Info().Data, p)
+	}
+	if _, stat, err := h.obs.Get(p); err != nil || stat.Czxid != g.Token() {
+		t.Fatalf("adopted node: %v, %v; want czxid %#x", stat, err, g.Token())
 	}
 	if got := h.contenders(name); len(got) != 1 {
 		t.Fatalf("nodes: %v, want the adopted one only", got)
@@ -788,7 +785,8 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	for _, opt := range []zklock.Option{zklock.WithRoot("relative"), zklock.WithRoot("/trailing/"), zklock.WithRoot("/"), zklock.WithRoot("/a/../b"), zklock.WithCleanupTimeout(0)} {
+	for _, opt := range []zklock.Option{zklock.WithRoot("relative"), zklock.WithRoot("/trailing/"), zklock.WithRoot("/"), zklock.WithRoot("/a/../b"), zklock.WithCleanupTimeout(0),
+		zklock.WithRoot("/x/lockclaims"), zklock.WithClaimRoot(zklock.DefaultRoot + "/claims"), zklock.WithClaimRoot("/switchyard"), zklock.WithClaimRoot("rel"), zklock.WithClaimRetention(0)} {
 		if _, err := zklock.New(conn, opt); err == nil {
 			t.Errorf("New accepted a bad option")
 		}
