@@ -238,3 +238,75 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("a sixth lease: %v, want ResourceExhausted", err)
 	}
 }
+
+// TestDrainEndsWaits drains a replica with an acquire waiting on it: the
+// wait ends at once with UNAVAILABLE and its node is deleted, new acquires
+// there are refused, and the same request retried at the other replica
+// waits there and is granted when the lock is released.
+func TestDrainEndsWaits(t *testing.T) {
+	reg := lbtest.Dial(t)
+	zkAddr := zktest.Shared(t).Addr(0)
+	a := locktest.StartReplica(t, reg, zkAddr, "drain-a", 8*time.Second)
+	b := locktest.StartReplica(t, reg, zkAddr, "drain-b", 8*time.Second)
+	c := admin(t, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const name = "test/drain"
+	held, err := c.Acquire(loadbalance.WithInstance(ctx, a.ID), &lockv1.AcquireRequest{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := &lockv1.AcquireRequest{Name: name, Wait: true, RequestId: fmt.Sprintf("drain-%d", time.Now().UnixNano())}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(loadbalance.WithInstance(ctx, b.ID), waiting)
+		ended <- err
+	}()
+	awaitWaiters(t, c, name, 1)
+
+	b.Server.Drain()
+	select {
+	case err := <-ended:
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("the wait on the draining replica ended with %v, want Unavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the wait on the draining replica did not end")
+	}
+	awaitWaiters(t, c, name, 0)
+	if _, err := c.Acquire(loadbalance.WithInstance(ctx, b.ID), &lockv1.AcquireRequest{Name: "test/drain-new"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("a new acquire at the draining replica: %v, want Unavailable", err)
+	}
+
+	granted := make(chan *lockv1.AcquireResponse, 1)
+	go func() {
+		resp, err := c.Acquire(loadbalance.WithInstance(ctx, a.ID), waiting)
+		if err != nil {
+			t.Error(err)
+		}
+		granted <- resp
+	}()
+	awaitWaiters(t, c, name, 1)
+	if _, err := c.Release(loadbalance.WithInstance(ctx, a.ID), &lockv1.ReleaseRequest{Name: name, LeaseId: held.GetLease().GetLeaseId(), Token: held.GetLease().GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+	if resp := <-granted; resp.GetLease().GetReplica() != a.ID || resp.GetLease().GetToken() <= held.GetLease().GetToken() {
+		t.Fatalf("the retried request: %v, want a grant at %s with a higher token", resp, a.ID)
+	}
+}
+
+// awaitWaiters waits until lock name has n waiters.
+func awaitWaiters(t *testing.T, c lockv1.LockServiceClient, name string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := c.Describe(context.Background(), &lockv1.DescribeRequest{Name: name})
+		if err == nil && len(d.GetWaiters()) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lock %s: %v (%v), want %d waiters", name, d, err, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -100,10 +100,13 @@ type Server struct {
 
 	mu        sync.Mutex
 	closing   bool
-	leases    map[string]*lease // by lease id
-	byRequest map[string]*lease // by request id
-	ended     tombstones        // leases and requests that have ended, and why
-	waiting   map[string]int    // acquires in progress, by lock name
+	leases    map[string]*lease      // by lease id
+	byRequest map[string]*lease      // by request id
+	ended     tombstones             // leases and requests that have ended, and why
+	waiting   map[string]int         // acquires in progress, by lock name
+	ending    map[*zklock.Grant]bool // grants being withdrawn
+	draining  context.Context        // ends at Drain: waiting acquires give up
+	drain     context.CancelFunc
 }
 
 // lease is a grant held for a client.
@@ -140,21 +143,31 @@ func New(conn *zkconn.Conn, cfg Config) (*Server, error) {
 		byRequest: map[string]*lease{},
 		ended:     newTombstones(1 << 14),
 		waiting:   map[string]int{},
+		ending:    map[*zklock.Grant]bool{},
 	}
+	s.draining, s.drain = context.WithCancel(context.Background())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Go(s.heartbeat)
 	return s, nil
 }
 
+// Drain starts the replica's leaving: it refuses new acquires and ends
+// the waiting ones with UNAVAILABLE, their nodes deleted, so that their
+// clients retry at another replica. Leases already granted go on being
+// renewed and released until Close. rpc.WithOnDrain runs it as the
+// replica's drain begins. It is safe to call more than once.
+func (s *Server) Drain() { s.drain() }
+
 // Close stops the replica: acquires and renewals are refused from now on
 // (so holders start learning of their loss), waiting acquires end, and
 // Close waits until every lease it granted has ended (released, or its
 // validity run out) before it deletes any node — so no holder is cut off
-// before the validity it was promised, however short ctx is. Then it
-// closes the Locker. It is safe to call more than once.
+// before the validity it was promised. Then it closes the Locker. It is
+// safe to call more than once.
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.Drain()
 		s.mu.Lock()
 		s.closing = true
 		var last time.Time
@@ -277,7 +290,14 @@ func (s *Server) Acquire(ctx context.Context, req *lockv1.AcquireRequest) (*lock
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encoding the contender: %v", err)
 	}
-	grant, err := s.locker.Acquire(ctx, req.GetName(), guidOf(rid), data, req.GetWait())
+	// A drain ends the wait (its node deleted) so the client retries elsewhere.
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.draining, cancel)()
+	grant, err := s.locker.Acquire(actx, req.GetName(), guidOf(rid), data, req.GetWait())
+	if err != nil && s.draining.Err() != nil && ctx.Err() == nil {
+		return nil, status.Error(codes.Unavailable, "the replica is draining; retry elsewhere")
+	}
 	switch {
 	case errors.Is(err, zklock.ErrGUIDConflict):
 		return nil, s.otherReplica(ctx, req.GetName(), rid)
@@ -288,15 +308,7 @@ func (s *Server) Acquire(ctx context.Context, req *lockv1.AcquireRequest) (*lock
 	case err != nil:
 		return nil, s.toStatus(err)
 	}
-	granted := time.Now()
-	v, err := s.validity(ttl, granted)
-	if err != nil {
-		// No lease was made: withdraw the grant, so that a retry with the
-		// request id (UNAVAILABLE invites one) queues anew.
-		s.withdraw(grant)
-		return nil, err
-	}
-	l, err := s.hold(grant, rid, ttl, v, granted, granted.Sub(received))
+	l, err := s.hold(ctx, grant, rid, ttl, received)
 	if err != nil {
 		return nil, err
 	}
@@ -332,8 +344,8 @@ func checkAcquire(req *lockv1.AcquireRequest) (time.Duration, error) {
 func (s *Server) enter(name, rid string) (*lockv1.Lease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return nil, status.Error(codes.Unavailable, "the replica is shutting down")
+	if s.draining.Err() != nil {
+		return nil, status.Error(codes.Unavailable, "the replica is draining; retry elsewhere")
 	}
 	if l := s.byRequest[rid]; l != nil {
 		if l.pb.GetName() != name {
@@ -363,24 +375,51 @@ func (s *Server) leave(name string) {
 }
 
 // hold makes the lease of a new grant, or returns the lease a concurrent
-// acquire with the same request id made of the same grant.
-func (s *Server) hold(grant *zklock.Grant, rid string, ttl, v time.Duration, granted time.Time, waited time.Duration) (*lockv1.Lease, error) {
+// acquire with the same request id made of the same grant. A grant it
+// cannot back with a lease — the caller gave up meanwhile, the replica is
+// draining, or its session can no longer promise a validity — is
+// withdrawn, so that a retry with the request id (invited by UNAVAILABLE)
+// queues anew rather than finding an orphaned grant.
+func (s *Server) hold(ctx context.Context, grant *zklock.Grant, rid string, ttl time.Duration, received time.Time) (*lockv1.Lease, error) {
+	granted := time.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if l := s.byRequest[rid]; l != nil {
+		s.mu.Unlock()
 		return l.pb, nil
+	}
+	if s.ending[grant] || !grant.Held() {
+		s.mu.Unlock()
+		return nil, status.Errorf(codes.Unavailable, "the grant of %q ended before its lease was made; retry", grant.Name())
+	}
+	v, err := s.validity(ttl, granted)
+	switch {
+	case err != nil:
+	case s.draining.Err() != nil:
+		err = status.Error(codes.Unavailable, "the replica is draining; retry elsewhere")
+	case ctx.Err() != nil:
+		err = s.toStatus(ctx.Err())
+	}
+	if err != nil {
+		s.ending[grant] = true
+		s.mu.Unlock()
+		s.withdraw(grant)
+		s.mu.Lock()
+		delete(s.ending, grant)
+		s.mu.Unlock()
+		return nil, err
 	}
 	l := &lease{
 		id: randomHex(16), requestID: rid, grant: grant, ttl: ttl, expires: granted.Add(v),
 		pb: &lockv1.Lease{
 			Name: grant.Name(), Token: uint64(grant.Token()), Ttl: durationpb.New(v),
-			Replica: s.cfg.Replica, RequestId: rid, Waited: durationpb.New(waited),
+			Replica: s.cfg.Replica, RequestId: rid, Waited: durationpb.New(granted.Sub(received)),
 		},
 	}
 	l.pb.LeaseId = l.id
 	l.timer = time.AfterFunc(v, func() { s.expire(l) })
 	s.leases[l.id] = l
 	s.byRequest[rid] = l
+	s.mu.Unlock()
 	return l.pb, nil
 }
 

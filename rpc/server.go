@@ -90,6 +90,7 @@ type serverOptions struct {
 	maxConcurrent int
 	drainMargin   time.Duration
 	grpcOpts      []grpc.ServerOption
+	onDrain       []func()
 	metrics       metricsChoice
 	tls           *tlsFiles
 }
@@ -127,6 +128,15 @@ func WithMaxConcurrent(n int) ServerOption { return func(o *serverOptions) { o.m
 // instance gone, for the news to reach clients (default 500ms).
 func WithDrainMargin(d time.Duration) ServerOption {
 	return func(o *serverOptions) { o.drainMargin = d }
+}
+
+// WithOnDrain runs f when the drain begins (Shutdown, or the end of
+// Serve's context), before the instance leaves the registry: a service
+// ends there the work that would outlive its registration, as the lock
+// service ends the acquires waiting on it so that their callers retry
+// elsewhere. Calls already running then finish under GracefulStop.
+func WithOnDrain(f func()) ServerOption {
+	return func(o *serverOptions) { o.onDrain = append(o.onDrain, f) }
 }
 
 // WithGRPCOptions adds options to the underlying grpc.Server (keepalive,
@@ -414,6 +424,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) drain(ctx context.Context) error {
 	s.health.Shutdown() // every service NOT_SERVING; later changes ignored
+	for _, f := range s.opts.onDrain {
+		f()
+	}
 	s.mu.Lock()
 	regs := slices.Clone(s.regs)
 	s.mu.Unlock()

@@ -168,7 +168,7 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	if err != nil {
 		return fmt.Errorf("serve lock: %w", err)
 	}
-	opts := []rpc.ServerOption{rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(log), rpc.WithMetrics(nil)}
+	opts := []rpc.ServerOption{rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(log), rpc.WithMetrics(nil), rpc.WithOnDrain(srv.Drain)}
 	if f.advertise != "" {
 		opts = append(opts, rpc.WithAdvertiseAddress(f.advertise))
 	}

@@ -70,7 +70,7 @@ func StartReplica(tb testing.TB, reg *registry.Client, zkAddr, id string, sessio
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r.rpc = rpc.NewServer(reg, rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(zktest.Logger(tb)),
+	r.rpc = rpc.NewServer(reg, rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(zktest.Logger(tb)), rpc.WithOnDrain(r.Server.Drain),
 		rpc.WithMetrics(nil), rpc.WithDrainMargin(50*time.Millisecond))
 	lockv1.RegisterLockServiceServer(r.rpc, r.Server)
 	sctx, stop := context.WithCancel(context.Background())

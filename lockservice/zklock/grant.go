@@ -92,6 +92,10 @@ func (g *Grant) Err() error {
 	return g.err
 }
 
+// Held reports whether the grant is still held: not released, withdrawn
+// or lost (as far as this Locker knows; see Lost).
+func (g *Grant) Held() bool { return g.held() }
+
 func (g *Grant) held() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
