@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 	"github.com/switchyard-dev/switchyard/internal/devstack"
 	"github.com/switchyard-dev/switchyard/internal/lockbench"
 	"github.com/switchyard-dev/switchyard/internal/rpcbench"
@@ -42,17 +43,110 @@ end, unless --zk names a running one.
 	return cmd
 }
 
+// benchFlags are the flags every bench command has.
+type benchFlags struct {
+	zk         string
+	duration   time.Duration
+	warmup     time.Duration
+	rounds     int
+	timeout    time.Duration
+	json       bool
+	cpuprofile string
+}
+
+// addFlags adds the flags that mean the same in every bench command:
+// --zk, --json and --cpuprofile.
+func (f *benchFlags) addFlags(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.zk, "zk", "", "use the running ZooKeeper at host:port[,host:port...] instead of starting one")
+	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
+	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+}
+
+// check checks --zk, --duration, --warmup and --rounds, with messages that
+// name them, and returns the ZooKeeper --zk gave ("" without --zk). The
+// command checks the rest. It touches no network.
+func (f *benchFlags) check(cmd *cobra.Command) (zk string, err error) {
+	if cmd.Flags().Changed("zk") {
+		addrs, err := zkconn.ParseConnectString(f.zk)
+		if err != nil {
+			return "", fmt.Errorf("--zk %q: %w", f.zk, err)
+		}
+		zk = strings.Join(addrs, ",")
+	}
+	switch {
+	case f.duration <= 0:
+		return "", fmt.Errorf("--duration %v: want a positive duration", f.duration)
+	case f.warmup < 0:
+		return "", fmt.Errorf("--warmup %v: want 0 or a positive duration", f.warmup)
+	case f.rounds < 1:
+		return "", fmt.Errorf("--rounds %d: want 1 or more", f.rounds)
+	}
+	return zk, nil
+}
+
+// benchRun is what one bench command measures and prints; runBench does
+// the rest.
+type benchRun[R any] struct {
+	name string // "bench rpc": the prefix of its errors
+	zk   string // the ZooKeeper --zk gave; "" starts one
+	// measure runs the benchmark against ZooKeeper zk, logging to logger
+	// and writing its progress to stderr.
+	measure func(ctx context.Context, zk string, logger *slog.Logger, stderr io.Writer) (R, error)
+	// table prints the result without --json.
+	table func(io.Writer, R) error
+	// profileTag selects the samples of profileSide in --cpuprofile's
+	// hint ("side=stack", "the stack side").
+	profileTag, profileSide string
+}
+
+// runBench runs a bench command once its flags are checked: it creates
+// the --cpuprofile file (so that a bad path fails before any network
+// use), starts a ZooKeeper unless --zk gave one, measures with the CPU
+// profile on, prints the result (as JSON with --json), and stops the
+// ZooKeeper it started.
+func runBench[R any](cmd *cobra.Command, f *benchFlags, b benchRun[R]) (err error) {
+	profile, err := createProfile(f.cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, profile.Close()) }()
+	ctx := cmd.Context()
+	stderr := cmd.ErrOrStderr()
+	zk, stopZK, err := benchZooKeeper(ctx, stderr, b.name, b.zk)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopZK()) }()
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	if err := profile.start(); err != nil {
+		return err
+	}
+	res, err := b.measure(ctx, zk, logger, stderr)
+	profile.stop()
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.name, err)
+	}
+
+	out := cmd.OutOrStdout()
+	if f.json {
+		err = writeJSON(out, res)
+	} else {
+		err = b.table(out, res)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: writing output: %w", b.name, err)
+	}
+	profile.hint(stderr, b.profileTag, b.profileSide)
+	return nil
+}
+
 // benchRPCFlags are the flags of `yard bench rpc`.
 type benchRPCFlags struct {
-	zk          string
-	duration    time.Duration
-	warmup      time.Duration
-	rounds      int
+	benchFlags
 	concurrency []int
 	payload     int
-	timeout     time.Duration
-	json        bool
-	cpuprofile  string
 }
 
 // config checks the flags, with messages that name them, and returns the
@@ -60,20 +154,12 @@ type benchRPCFlags struct {
 // It touches no network.
 func (f *benchRPCFlags) config(cmd *cobra.Command) (rpcbench.Config, error) {
 	cfg := rpcbench.DefaultConfig()
-	if cmd.Flags().Changed("zk") {
-		addrs, err := zkconn.ParseConnectString(f.zk)
-		if err != nil {
-			return cfg, fmt.Errorf("--zk %q: %w", f.zk, err)
-		}
-		cfg.ZK = strings.Join(addrs, ",")
+	zk, err := f.check(cmd)
+	if err != nil {
+		return cfg, err
 	}
+	cfg.ZK = zk
 	switch {
-	case f.duration <= 0:
-		return cfg, fmt.Errorf("--duration %v: want a positive duration", f.duration)
-	case f.warmup < 0:
-		return cfg, fmt.Errorf("--warmup %v: want 0 or a positive duration", f.warmup)
-	case f.rounds < 1:
-		return cfg, fmt.Errorf("--rounds %d: want 1 or more", f.rounds)
 	case f.timeout <= 0:
 		return cfg, fmt.Errorf("--timeout %v: want a positive duration", f.timeout)
 	case len(f.concurrency) == 0:
@@ -155,63 +241,37 @@ samples labelled side=raw or side=stack (and c=N for the callers):
   yard bench rpc --duration 5s --cpuprofile cpu.prof
   yard bench rpc --zk 127.0.0.1:2181 --json | jq .ratio`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
 			}
-			profile, err := createProfile(f.cpuprofile)
-			if err != nil {
-				return err
-			}
-			defer func() { err = errors.Join(err, profile.Close()) }()
-			ctx := cmd.Context()
-			stderr := cmd.ErrOrStderr()
-			zk, stopZK, err := benchZooKeeper(ctx, stderr, "bench rpc", cfg.ZK)
-			if err != nil {
-				return err
-			}
-			defer func() { err = errors.Join(err, stopZK()) }()
-			cfg.ZK = zk
-			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			cfg.Progress = func(p rpcbench.Phase) {
-				fmt.Fprintf(stderr, "bench: %-5s c=%-3d round %d/%d  %9.1f qps  p50 %s  p99 %s  cpu/call %.2fµs\n",
-					p.Side, p.Concurrency, p.Round, p.Rounds, p.Figures.QPS, latency(p.Figures.P50us), latency(p.Figures.P99us), p.Figures.CPUusPerCall)
-			}
-
-			if err := profile.start(); err != nil {
-				return err
-			}
-			res, err := rpcbench.Run(ctx, cfg)
-			profile.stop()
-			if err != nil {
-				return fmt.Errorf("bench rpc: %w", err)
-			}
-
-			out := cmd.OutOrStdout()
-			if f.json {
-				err = writeJSON(out, res)
-			} else {
-				err = writeBenchRPC(out, res)
-			}
-			if err != nil {
-				return fmt.Errorf("bench rpc: writing output: %w", err)
-			}
-			profile.hint(stderr, "side=stack", "the stack side")
-			return nil
+			return runBench(cmd, &f.benchFlags, benchRun[rpcbench.Result]{
+				name: "bench rpc",
+				zk:   cfg.ZK,
+				measure: func(ctx context.Context, zk string, logger *slog.Logger, stderr io.Writer) (rpcbench.Result, error) {
+					cfg.ZK, cfg.Logger = zk, logger
+					cfg.Progress = func(p rpcbench.Phase) {
+						fmt.Fprintf(stderr, "bench: %-5s c=%-3d round %d/%d  %9.1f qps  p50 %s  p99 %s  cpu/call %.2fµs\n",
+							p.Side, p.Concurrency, p.Round, p.Rounds, p.Figures.QPS, latency(p.Figures.P50us), latency(p.Figures.P99us), p.Figures.CPUusPerCall)
+					}
+					return rpcbench.Run(ctx, cfg)
+				},
+				table:       writeBenchRPC,
+				profileTag:  "side=stack",
+				profileSide: "the stack side",
+			})
 		},
 	}
 	def := rpcbench.DefaultConfig()
+	f.addFlags(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.zk, "zk", "", "use the running ZooKeeper at host:port[,host:port...] instead of starting one")
 	fl.DurationVar(&f.duration, "duration", def.Duration, "measured window of each phase (one side, one concurrency, one round)")
 	fl.DurationVar(&f.warmup, "warmup", def.Warmup, "untimed calls before each window")
 	fl.IntVar(&f.rounds, "rounds", def.Rounds, "phases per side and concurrency, alternating the sides")
 	fl.IntSliceVar(&f.concurrency, "concurrency", def.Concurrency, "closed-loop callers, one measurement each")
 	fl.IntVar(&f.payload, "payload", def.PayloadSize, "bytes of the Echo payload")
 	fl.DurationVar(&f.timeout, "timeout", def.SetupTimeout, "how long to wait for a ZooKeeper session and each side to be ready")
-	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
-	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	return cmd
 }
 
@@ -219,13 +279,12 @@ samples labelled side=raw or side=stack (and c=N for the callers):
 func writeBenchRPC(w io.Writer, res rpcbench.Result) error {
 	cfg := res.Config
 	fmt.Fprintf(w, "Echo, %d B payload: raw grpc-go vs. the Switchyard stack (zk:/// + p2c_ewma + default interceptors)\n", cfg.PayloadSize)
-	fmt.Fprintf(w, "one server and one ClientConn per side; %d rounds per cell in ABBA order, %v windows after %v warm-ups; medians\n\n",
-		cfg.Rounds, time.Duration(cfg.DurationMS)*time.Millisecond, time.Duration(cfg.WarmupMS)*time.Millisecond)
+	fmt.Fprintf(w, "one server and one ClientConn per side; %s\n\n", benchSchedule(cfg.Rounds, cfg.DurationMS, cfg.WarmupMS))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIDE\tCONCURRENCY\tQPS\tP50\tP99\tCPU/CALL\tALLOCS/CALL\tCALLS")
 	for _, c := range cfg.Concurrency {
-		k := rpcbench.CellKey(c)
+		k := benchrun.CellKey(c)
 		for _, side := range []struct {
 			name  string
 			cells map[string]rpcbench.Cell
@@ -251,20 +310,31 @@ func writeBenchRPC(w io.Writer, res rpcbench.Result) error {
 	}
 	for _, figure := range figures {
 		for _, c := range cfg.Concurrency {
-			k := figure.key + "_" + rpcbench.CellKey(c)
+			k := figure.key + "_" + benchrun.CellKey(c)
 			goal := "-"
 			if g, ok := goals[k]; ok {
-				op := map[string]string{">=": "≥", "<=": "≤"}[g.Op]
-				verdict := "missed"
-				if g.Met {
-					verdict = "met"
-				}
-				goal = fmt.Sprintf("%s %.2f  %s", op, g.Limit, verdict)
+				goal = goalVerdict(g.Op, g.Limit, g.Met)
 			}
 			fmt.Fprintf(tw, "%s c=%d\t%.3f\t%s\n", figure.label, c, res.Ratio[k], goal)
 		}
 	}
 	return tw.Flush()
+}
+
+// benchSchedule says how a result's figures were taken.
+func benchSchedule(rounds int, durationMS, warmupMS int64) string {
+	return fmt.Sprintf("%d rounds per cell in ABBA order, %v windows after %v warm-ups; medians",
+		rounds, time.Duration(durationMS)*time.Millisecond, time.Duration(warmupMS)*time.Millisecond)
+}
+
+// goalVerdict prints a goal of op (">=", "<=" or "==") limit, and whether
+// it was met.
+func goalVerdict(op string, limit float64, met bool) string {
+	verdict := "missed"
+	if met {
+		verdict = "met"
+	}
+	return fmt.Sprintf("%s %.2f  %s", map[string]string{">=": "≥", "<=": "≤", "==": "="}[op], limit, verdict)
 }
 
 // latency formats microseconds as µs below a millisecond, else as ms.
@@ -358,14 +428,8 @@ func (p *cpuProfile) Close() error {
 
 // benchLockFlags are the flags of `yard bench lock`.
 type benchLockFlags struct {
-	zk         string
-	duration   time.Duration
-	warmup     time.Duration
-	rounds     int
-	waiters    int
-	timeout    time.Duration
-	json       bool
-	cpuprofile string
+	benchFlags
+	waiters int
 }
 
 // config checks the flags, with messages that name them, and returns the
@@ -373,20 +437,12 @@ type benchLockFlags struct {
 // It touches no network.
 func (f *benchLockFlags) config(cmd *cobra.Command) (lockbench.Config, error) {
 	cfg := lockbench.DefaultConfig()
-	if cmd.Flags().Changed("zk") {
-		addrs, err := zkconn.ParseConnectString(f.zk)
-		if err != nil {
-			return cfg, fmt.Errorf("--zk %q: %w", f.zk, err)
-		}
-		cfg.ZK = strings.Join(addrs, ",")
+	zk, err := f.check(cmd)
+	if err != nil {
+		return cfg, err
 	}
+	cfg.ZK = zk
 	switch {
-	case f.duration <= 0:
-		return cfg, fmt.Errorf("--duration %v: want a positive duration", f.duration)
-	case f.warmup < 0:
-		return cfg, fmt.Errorf("--warmup %v: want 0 or a positive duration", f.warmup)
-	case f.rounds < 1:
-		return cfg, fmt.Errorf("--rounds %d: want 1 or more", f.rounds)
 	case f.waiters < 1:
 		return cfg, fmt.Errorf("--waiters %d: want 1 or more", f.waiters)
 	case f.timeout <= 0:
@@ -469,71 +525,45 @@ phase=handoff, c=N for the callers):
   yard bench lock --duration 5s --cpuprofile cpu.prof
   yard bench lock --zk 127.0.0.1:2181 --json | jq .ratio`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
 			}
-			profile, err := createProfile(f.cpuprofile)
-			if err != nil {
-				return err
-			}
-			defer func() { err = errors.Join(err, profile.Close()) }()
-			ctx := cmd.Context()
-			stderr := cmd.ErrOrStderr()
-			zk, stopZK, err := benchZooKeeper(ctx, stderr, "bench lock", cfg.ZK)
-			if err != nil {
-				return err
-			}
-			defer func() { err = errors.Join(err, stopZK()) }()
-			cfg.ZK = zk
-			cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			cfg.Progress = func(p lockbench.Phase) {
-				if p.Handoff {
-					fmt.Fprintf(stderr, "bench: %-6s handoff round %d/%d  %d handoffs  p50 %s  p99 %s",
-						p.Side, p.Round, p.Rounds, p.Handoffs, latency(p.P50us), latency(p.P99us))
-					if p.Side == lockbench.SideZKLock {
-						fmt.Fprintf(stderr, "  %d wake-ups for %d releases", p.Wakeups, p.Releases)
+			return runBench(cmd, &f.benchFlags, benchRun[lockbench.Result]{
+				name: "bench lock",
+				zk:   cfg.ZK,
+				measure: func(ctx context.Context, zk string, logger *slog.Logger, stderr io.Writer) (lockbench.Result, error) {
+					cfg.ZK, cfg.Logger = zk, logger
+					cfg.Progress = func(p lockbench.Phase) {
+						if p.Handoff {
+							fmt.Fprintf(stderr, "bench: %-6s handoff round %d/%d  %d handoffs  p50 %s  p99 %s",
+								p.Side, p.Round, p.Rounds, p.Handoffs, latency(p.P50us), latency(p.P99us))
+							if p.Side == lockbench.SideZKLock {
+								fmt.Fprintf(stderr, "  %d wake-ups for %d releases", p.Wakeups, p.Releases)
+							}
+							fmt.Fprintln(stderr)
+							return
+						}
+						fmt.Fprintf(stderr, "bench: %-6s c=%-3d round %d/%d  %9.1f ops/s  p50 %s  p99 %s  cpu/op %.2fµs\n",
+							p.Side, p.Concurrency, p.Round, p.Rounds, p.OpsPerS, latency(p.P50us), latency(p.P99us), p.CPUusPerOp)
 					}
-					fmt.Fprintln(stderr)
-					return
-				}
-				fmt.Fprintf(stderr, "bench: %-6s c=%-3d round %d/%d  %9.1f ops/s  p50 %s  p99 %s  cpu/op %.2fµs\n",
-					p.Side, p.Concurrency, p.Round, p.Rounds, p.OpsPerS, latency(p.P50us), latency(p.P99us), p.CPUusPerOp)
-			}
-
-			if err := profile.start(); err != nil {
-				return err
-			}
-			res, err := lockbench.Run(ctx, cfg)
-			profile.stop()
-			if err != nil {
-				return fmt.Errorf("bench lock: %w", err)
-			}
-
-			out := cmd.OutOrStdout()
-			if f.json {
-				err = writeJSON(out, res)
-			} else {
-				err = writeBenchLock(out, res)
-			}
-			if err != nil {
-				return fmt.Errorf("bench lock: writing output: %w", err)
-			}
-			profile.hint(stderr, "side=grpc", "the gRPC side")
-			return nil
+					return lockbench.Run(ctx, cfg)
+				},
+				table:       writeBenchLock,
+				profileTag:  "side=grpc",
+				profileSide: "the gRPC side",
+			})
 		},
 	}
 	def := lockbench.DefaultConfig()
+	f.addFlags(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.zk, "zk", "", "use the running ZooKeeper at host:port[,host:port...] instead of starting one")
 	fl.DurationVar(&f.duration, "duration", def.Duration, "measured window of each cycle phase (one side, one concurrency, one round)")
 	fl.DurationVar(&f.warmup, "warmup", def.Warmup, "untimed cycles before each window")
 	fl.IntVar(&f.rounds, "rounds", def.Rounds, "phases per side and concurrency, and handoff runs per side, alternating the sides")
 	fl.IntVar(&f.waiters, "waiters", def.Waiters, "waiters queued behind the holder in each handoff run")
 	fl.DurationVar(&f.timeout, "timeout", def.SetupTimeout, "how long to wait for a ZooKeeper session, each side to be ready, and each handoff run")
-	fl.BoolVar(&f.json, "json", false, "print the result as JSON")
-	fl.StringVar(&f.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	return cmd
 }
 
@@ -542,13 +572,12 @@ phase=handoff, c=N for the callers):
 func writeBenchLock(w io.Writer, res lockbench.Result) error {
 	cfg := res.Config
 	fmt.Fprintln(w, "Lock cycles: raw ZooKeeper create+delete pairs vs. acquire+release through the gRPC lock service")
-	fmt.Fprintf(w, "one ZooKeeper session per side, %d replica; %d rounds per cell in ABBA order, %v windows after %v warm-ups; medians\n\n",
-		cfg.Replicas, cfg.Rounds, time.Duration(cfg.DurationMS)*time.Millisecond, time.Duration(cfg.WarmupMS)*time.Millisecond)
+	fmt.Fprintf(w, "one ZooKeeper session per side, %d replica; %s\n\n", cfg.Replicas, benchSchedule(cfg.Rounds, cfg.DurationMS, cfg.WarmupMS))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIDE\tCONCURRENCY\tOPS/S\tP50\tP99\tCPU/OP\tOPS")
 	for _, c := range cfg.Concurrency {
-		k := lockbench.CellKey(c)
+		k := benchrun.CellKey(c)
 		for _, side := range []struct {
 			name  string
 			cells map[string]lockbench.Cell
@@ -581,19 +610,14 @@ func writeBenchLock(w io.Writer, res lockbench.Result) error {
 		if !ok {
 			return "-"
 		}
-		op := map[string]string{">=": "≥", "<=": "≤", "==": "="}[g.Op]
-		met := "missed"
-		if g.Met {
-			met = "met"
-		}
-		return fmt.Sprintf("%s %.2f  %s", op, g.Limit, met)
+		return goalVerdict(g.Op, g.Limit, g.Met)
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GRPC/RAW\tRATIO\tGOAL")
 	for _, figure := range []struct{ key, label string }{{"ops", "ops/s"}, {"p50", "p50"}, {"p99", "p99"}, {"cpu_per_op", "cpu/op"}} {
 		for _, c := range cfg.Concurrency {
-			k := "grpc_" + figure.key + "_" + lockbench.CellKey(c)
+			k := "grpc_" + figure.key + "_" + benchrun.CellKey(c)
 			fmt.Fprintf(tw, "%s c=%d\t%.3f\t%s\n", figure.label, c, res.Ratio[k], verdict("ratio."+k))
 		}
 	}

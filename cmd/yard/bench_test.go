@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun/benchruntest"
 	"github.com/switchyard-dev/switchyard/internal/lockbench"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 )
@@ -21,38 +22,16 @@ var benchSmall = []string{"--duration", "200ms", "--warmup", "50ms", "--rounds",
 // no error, and that the progress went to stderr, not into the JSON. It
 // does not judge the figures.
 func TestBenchRPCJSON(t *testing.T) {
-	zk := zktest.Start(t)
-	args := append([]string{"bench", "rpc", "--json", "--zk", zk.ConnectString()}, benchSmall...)
-	res := runYard(t, nil, args...)
-	if res.code != 0 {
-		t.Fatalf("yard %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
-	}
 	var doc struct {
 		Raw   map[string]map[string]any `json:"raw"`
 		Stack map[string]map[string]any `json:"stack"`
 		Ratio map[string]any            `json:"ratio"`
 		Goals []map[string]any          `json:"goals"`
 	}
-	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
-		t.Fatalf("stdout is not the JSON object: %v\n%s", err, res.stdout)
-	}
-	for side, cells := range map[string]map[string]map[string]any{"raw": doc.Raw, "stack": doc.Stack} {
-		for _, c := range []string{"c1", "c64"} {
-			for _, k := range []string{"qps", "p50_us", "p99_us", "calls"} {
-				if v, ok := cells[c][k].(float64); !ok || v <= 0 {
-					t.Errorf("%s.%s.%s = %v, want a positive number\n%s", side, c, k, cells[c][k], res.stdout)
-				}
-			}
-			if cells[c]["errors"] != 0.0 {
-				t.Errorf("%s.%s.errors = %v, want 0", side, c, cells[c]["errors"])
-			}
-		}
-	}
-	for _, k := range []string{"qps_c1", "qps_c64", "p50_c1"} {
-		if v, ok := doc.Ratio[k].(float64); !ok || v <= 0 {
-			t.Errorf("ratio.%s = %v, want a positive number\n%s", k, doc.Ratio[k], res.stdout)
-		}
-	}
+	res := runBenchJSON(t, "rpc", benchSmall, &doc)
+	benchruntest.CheckCells(t, res.stdout, map[string]map[string]map[string]any{"raw": doc.Raw, "stack": doc.Stack},
+		"qps", "p50_us", "p99_us", "calls")
+	benchruntest.CheckPositive(t, res.stdout, "ratio", doc.Ratio, "qps_c1", "qps_c64", "p50_c1")
 	if len(doc.Goals) != 2 {
 		t.Errorf("goals %v, want qps_c64 and p50_c1", doc.Goals)
 	}
@@ -125,11 +104,7 @@ func TestBenchRPCStartsZooKeeper(t *testing.T) {
 // unreachable ZooKeeper fails within --timeout.
 func TestBenchRPCBadInput(t *testing.T) {
 	good, accepted := tripwire(t)
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
+	checkBenchBadInput(t, "rpc", []benchInput{
 		{"zero duration", []string{"--zk", good, "--duration", "0s"}, "--duration 0s: want a positive duration"},
 		{"duration not a duration", []string{"--zk", good, "--duration", "5"}, `invalid argument "5" for "--duration"`},
 		{"negative warm-up", []string{"--zk", good, "--warmup", "-1s"}, "--warmup -1s"},
@@ -146,22 +121,7 @@ func TestBenchRPCBadInput(t *testing.T) {
 		{"extra argument", []string{"--zk", good, "extra"}, "unknown command"},
 		{"unknown flag", []string{"--zk", good, "--no-such-flag"}, "unknown flag"},
 		{"unreachable zk", []string{"--zk", "127.0.0.1:1", "--timeout", "300ms"}, "no ZooKeeper session with 127.0.0.1:1"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"bench", "rpc"}, tt.args...)
-			res := runYard(t, nil, args...)
-			if res.code != 1 {
-				t.Fatalf("yard %q: exit %d, want 1\nstdout:\n%s\nstderr: %s", args, res.code, res.stdout, res.stderr)
-			}
-			if !strings.Contains(res.stderr, tt.want) {
-				t.Errorf("yard %q said %q, want it to say %q", args, res.stderr, tt.want)
-			}
-			if res.stdout != "" {
-				t.Errorf("yard %q printed %q on bad input", args, res.stdout)
-			}
-		})
-	}
+	})
 	if n := accepted(); n != 0 {
 		t.Errorf("bad input reached the network: %d connections", n)
 	}
@@ -177,12 +137,6 @@ var benchLockSmall = []string{"--duration", "200ms", "--warmup", "50ms", "--roun
 // progress went to stderr, not into the JSON. It does not judge the
 // timings.
 func TestBenchLockJSON(t *testing.T) {
-	zk := zktest.Start(t)
-	args := append([]string{"bench", "lock", "--json", "--zk", zk.ConnectString()}, benchLockSmall...)
-	res := runYard(t, nil, args...)
-	if res.code != 0 {
-		t.Fatalf("yard %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
-	}
 	var doc struct {
 		Raw     map[string]map[string]any `json:"raw_zk"`
 		GRPC    map[string]map[string]any `json:"grpc"`
@@ -190,31 +144,11 @@ func TestBenchLockJSON(t *testing.T) {
 		Handoff map[string]any            `json:"handoff"`
 		Goals   []map[string]any          `json:"goals"`
 	}
-	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
-		t.Fatalf("stdout is not the JSON object: %v\n%s", err, res.stdout)
-	}
-	for side, cells := range map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC} {
-		for _, c := range []string{"c1", "c64"} {
-			for _, k := range []string{"ops_per_s", "p50_us", "p99_us", "ops"} {
-				if v, ok := cells[c][k].(float64); !ok || v <= 0 {
-					t.Errorf("%s.%s.%s = %v, want a positive number\n%s", side, c, k, cells[c][k], res.stdout)
-				}
-			}
-			if cells[c]["errors"] != 0.0 {
-				t.Errorf("%s.%s.errors = %v, want 0", side, c, cells[c]["errors"])
-			}
-		}
-	}
-	for _, k := range []string{"grpc_p50_c1", "grpc_ops_c64"} {
-		if v, ok := doc.Ratio[k].(float64); !ok || v <= 0 {
-			t.Errorf("ratio.%s = %v, want a positive number\n%s", k, doc.Ratio[k], res.stdout)
-		}
-	}
-	for _, k := range []string{"p50_us", "p99_us"} {
-		if v, ok := doc.Handoff[k].(float64); !ok || v <= 0 {
-			t.Errorf("handoff.%s = %v, want a positive number\n%s", k, doc.Handoff[k], res.stdout)
-		}
-	}
+	res := runBenchJSON(t, "lock", benchLockSmall, &doc)
+	benchruntest.CheckCells(t, res.stdout, map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC},
+		"ops_per_s", "p50_us", "p99_us", "ops")
+	benchruntest.CheckPositive(t, res.stdout, "ratio", doc.Ratio, "grpc_p50_c1", "grpc_ops_c64")
+	benchruntest.CheckPositive(t, res.stdout, "handoff", doc.Handoff, "p50_us", "p99_us")
 	if w := doc.Handoff["wakeups_per_release"]; w != 1.0 || doc.Handoff["releases"] != 20.0 {
 		t.Errorf("handoff.wakeups_per_release = %v over %v releases, want exactly 1 over 20 (2 rounds × 10 waiters)", w, doc.Handoff["releases"])
 	}
@@ -273,11 +207,7 @@ func TestWriteBenchLock(t *testing.T) {
 // unreachable ZooKeeper fails within --timeout.
 func TestBenchLockBadInput(t *testing.T) {
 	good, accepted := tripwire(t)
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
+	checkBenchBadInput(t, "lock", []benchInput{
 		{"zero duration", []string{"--zk", good, "--duration", "0s"}, "--duration 0s: want a positive duration"},
 		{"duration not a duration", []string{"--zk", good, "--duration", "5"}, `invalid argument "5" for "--duration"`},
 		{"negative warm-up", []string{"--zk", good, "--warmup", "-1s"}, "--warmup -1s"},
@@ -292,10 +222,44 @@ func TestBenchLockBadInput(t *testing.T) {
 		{"extra argument", []string{"--zk", good, "extra"}, "unknown command"},
 		{"unknown flag", []string{"--zk", good, "--concurrency", "8"}, "unknown flag"},
 		{"unreachable zk", []string{"--zk", "127.0.0.1:1", "--timeout", "300ms"}, "no ZooKeeper session with 127.0.0.1:1"},
+	})
+	if n := accepted(); n != 0 {
+		t.Errorf("bad input reached the network: %d connections", n)
 	}
+}
+
+// runBenchJSON runs `yard bench <sub> --json` with flags against a
+// ZooKeeper of the test's own, fails t unless yard exits 0, and decodes
+// its stdout into doc.
+func runBenchJSON(t *testing.T, sub string, flags []string, doc any) yardResult {
+	t.Helper()
+	zk := zktest.Start(t)
+	args := append([]string{"bench", sub, "--json", "--zk", zk.ConnectString()}, flags...)
+	res := runYard(t, nil, args...)
+	if res.code != 0 {
+		t.Fatalf("yard %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
+	}
+	if err := json.Unmarshal([]byte(res.stdout), doc); err != nil {
+		t.Fatalf("stdout is not the JSON object: %v\n%s", err, res.stdout)
+	}
+	return res
+}
+
+// benchInput is bad input to a bench command.
+type benchInput struct {
+	name string
+	args []string
+	want string // in what yard says on stderr
+}
+
+// checkBenchBadInput runs `yard bench <sub>` with each test's args and
+// checks that yard exits 1, says the test's want on stderr, and prints
+// nothing on stdout.
+func checkBenchBadInput(t *testing.T, sub string, tests []benchInput) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"bench", "lock"}, tt.args...)
+			args := append([]string{"bench", sub}, tt.args...)
 			res := runYard(t, nil, args...)
 			if res.code != 1 {
 				t.Fatalf("yard %q: exit %d, want 1\nstdout:\n%s\nstderr: %s", args, res.code, res.stdout, res.stderr)
@@ -307,8 +271,5 @@ func TestBenchLockBadInput(t *testing.T) {
 				t.Errorf("yard %q printed %q on bad input", args, res.stdout)
 			}
 		})
-	}
-	if n := accepted(); n != 0 {
-		t.Errorf("bad input reached the network: %d connections", n)
 	}
 }

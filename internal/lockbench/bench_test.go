@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
+	"github.com/switchyard-dev/switchyard/internal/benchrun/benchruntest"
 	"github.com/switchyard-dev/switchyard/internal/lockbench"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 )
@@ -28,13 +30,13 @@ func BenchmarkLock(b *testing.B) {
 	cfg := lockbench.DefaultConfig()
 	cfg.ZK = zktest.Shared(b).ConnectString()
 	cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.Waiters = *benchDuration, *benchDuration/4, *benchRounds, *benchWaiters
-	cfg.Logger = warnLogger(b)
+	cfg.Logger = benchruntest.Logger(b)
 	res, err := lockbench.Run(b.Context(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, c := range cfg.Concurrency {
-		k := lockbench.CellKey(c)
+		k := benchrun.CellKey(c)
 		for side, cell := range map[string]lockbench.Cell{lockbench.SideRaw: res.RawZK[k], lockbench.SideGRPC: res.GRPC[k]} {
 			b.ReportMetric(cell.OpsPerS, side+"_"+k+"_ops/s")
 			b.ReportMetric(cell.P50us, side+"_"+k+"_p50_us")

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 	"github.com/switchyard-dev/switchyard/lockservice"
 )
 
@@ -71,9 +72,6 @@ func DefaultConfig() Config {
 	}
 }
 
-// maxConcurrency keeps a mistyped count from exhausting the machine.
-const maxConcurrency = 4096
-
 // maxWaiters is the most waiters a handoff run may queue: what one
 // lock-service replica queues on one lock by default.
 var maxWaiters = lockservice.DefaultConfig("lockbench").MaxWaiters
@@ -81,17 +79,13 @@ var maxWaiters = lockservice.DefaultConfig("lockbench").MaxWaiters
 // Validate reports the first thing wrong with c, wrapping ErrConfig. It
 // touches no network.
 func (c Config) Validate() error {
-	switch {
-	case c.ZK == "":
+	if c.ZK == "" {
 		return fmt.Errorf("%w: no ZooKeeper connect string", ErrConfig)
-	case c.Duration <= 0:
-		return fmt.Errorf("%w: duration %v: want a positive duration", ErrConfig, c.Duration)
-	case c.Warmup < 0:
-		return fmt.Errorf("%w: warm-up %v: want 0 or a positive duration", ErrConfig, c.Warmup)
-	case c.Rounds < 1:
-		return fmt.Errorf("%w: rounds %d: want 1 or more", ErrConfig, c.Rounds)
-	case len(c.Concurrency) == 0:
-		return fmt.Errorf("%w: no concurrency to measure", ErrConfig)
+	}
+	if err := benchrun.CheckSchedule(c.Duration, c.Warmup, c.Rounds, c.Concurrency); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	switch {
 	case c.Waiters < 1 || c.Waiters > maxWaiters:
 		return fmt.Errorf("%w: waiters %d: want 1 to %d", ErrConfig, c.Waiters, maxWaiters)
 	case c.TTL < lockservice.MinTTL || c.TTL > lockservice.MaxTTL:
@@ -101,15 +95,8 @@ func (c Config) Validate() error {
 	case c.SetupTimeout <= 0:
 		return fmt.Errorf("%w: setup timeout %v: want a positive duration", ErrConfig, c.SetupTimeout)
 	}
-	seen := map[int]bool{}
-	for _, n := range c.Concurrency {
-		if n < 1 || n > maxConcurrency {
-			return fmt.Errorf("%w: concurrency %d: want 1 to %d", ErrConfig, n, maxConcurrency)
-		}
-		if seen[n] {
-			return fmt.Errorf("%w: concurrency %d given twice", ErrConfig, n)
-		}
-		seen[n] = true
+	if err := benchrun.CheckConcurrency(c.Concurrency); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }

@@ -47,7 +47,9 @@
 // so on (ABBA order), and a collected garbage heap starts every phase.
 // Each reported figure is the median of the rounds' figures; the rounds
 // are in the result too. cpu_us_per_op is this process's CPU time in the
-// window (clients, replica, go-zookeeper, runtime), not ZooKeeper's.
+// window (clients, replica, go-zookeeper, runtime), not ZooKeeper's. The
+// schedule, the closed loop and the medians are package benchrun's, which
+// rpcbench shares.
 //
 // # Handoffs and wake-ups
 //

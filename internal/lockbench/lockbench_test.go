@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +11,8 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
+	"github.com/switchyard-dev/switchyard/internal/benchrun/benchruntest"
 	"github.com/switchyard-dev/switchyard/internal/lbtest"
 	"github.com/switchyard-dev/switchyard/internal/lockbench"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
@@ -29,7 +29,7 @@ func smallConfig(tb testing.TB) lockbench.Config {
 	cfg := lockbench.DefaultConfig()
 	cfg.ZK = zktest.Shared(tb).ConnectString()
 	cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.Waiters = 200*time.Millisecond, 50*time.Millisecond, 2, 10
-	cfg.Logger = warnLogger(tb)
+	cfg.Logger = benchruntest.Logger(tb)
 	return cfg
 }
 
@@ -48,7 +48,7 @@ func TestBenchRunSmall(t *testing.T) {
 			phases = append(phases, p.Side+" handoff")
 			return
 		}
-		phases = append(phases, p.Side+" "+lockbench.CellKey(p.Concurrency))
+		phases = append(phases, p.Side+" "+benchrun.CellKey(p.Concurrency))
 	}
 	res, err := lockbench.Run(t.Context(), cfg)
 	if err != nil {
@@ -79,32 +79,10 @@ func TestBenchRunSmall(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("%v\n%s", err, b)
 	}
-	for side, cells := range map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC} {
-		for _, c := range []string{"c1", "c64"} {
-			cell, ok := cells[c]
-			if !ok {
-				t.Fatalf("no %s.%s object in %s", side, c, b)
-			}
-			for _, k := range []string{"ops_per_s", "p50_us", "p99_us", "ops", "cpu_us_per_op"} {
-				if v, ok := cell[k].(float64); !ok || v <= 0 {
-					t.Errorf("%s.%s.%s = %v, want a positive number", side, c, k, cell[k])
-				}
-			}
-			if cell["errors"] != 0.0 {
-				t.Errorf("%s.%s.errors = %v, want 0", side, c, cell["errors"])
-			}
-		}
-	}
-	for _, k := range []string{"grpc_p50_c1", "grpc_ops_c64", "grpc_ops_c1", "grpc_p50_c64", "grpc_p99_c1", "grpc_p99_c64"} {
-		if v, ok := doc.Ratio[k].(float64); !ok || v <= 0 {
-			t.Errorf("ratio.%s = %v, want a positive number", k, doc.Ratio[k])
-		}
-	}
-	for _, k := range []string{"p50_us", "p99_us", "zklock_p50_us", "zklock_p99_us"} {
-		if v, ok := doc.Handoff[k].(float64); !ok || v <= 0 {
-			t.Errorf("handoff.%s = %v, want a positive number", k, doc.Handoff[k])
-		}
-	}
+	benchruntest.CheckCells(t, string(b), map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC},
+		"ops_per_s", "p50_us", "p99_us", "ops", "cpu_us_per_op")
+	benchruntest.CheckPositive(t, string(b), "ratio", doc.Ratio, "grpc_p50_c1", "grpc_ops_c64", "grpc_ops_c1", "grpc_p50_c64", "grpc_p99_c1", "grpc_p99_c64")
+	benchruntest.CheckPositive(t, string(b), "handoff", doc.Handoff, "p50_us", "p99_us", "zklock_p50_us", "zklock_p99_us")
 
 	// Herd-free: every release with a waiter woke exactly one.
 	h := res.Handoff
@@ -130,7 +108,7 @@ func TestBenchRunSmall(t *testing.T) {
 			if c.Ops != r0.Ops+r1.Ops {
 				t.Errorf("%s.%s: %d ops, but its rounds made %d and %d", side, key, c.Ops, r0.Ops, r1.Ops)
 			}
-			if want := (r0.OpsPerS + r1.OpsPerS) / 2; !near(c.OpsPerS, want) {
+			if want := (r0.OpsPerS + r1.OpsPerS) / 2; !benchruntest.Near(c.OpsPerS, want) {
 				t.Errorf("%s.%s: ops/s %v, want the median of its rounds %v", side, key, c.OpsPerS, want)
 			}
 			if c.P50us > c.P99us {
@@ -138,7 +116,7 @@ func TestBenchRunSmall(t *testing.T) {
 			}
 		}
 	}
-	if want := res.GRPC["c64"].OpsPerS / res.RawZK["c64"].OpsPerS; !near(res.Ratio["grpc_ops_c64"], want) {
+	if want := res.GRPC["c64"].OpsPerS / res.RawZK["c64"].OpsPerS; !benchruntest.Near(res.Ratio["grpc_ops_c64"], want) {
 		t.Errorf("ratio grpc_ops_c64 = %v, want grpc/raw = %v", res.Ratio["grpc_ops_c64"], want)
 	}
 	var figures []string
@@ -155,9 +133,6 @@ func TestBenchRunSmall(t *testing.T) {
 		t.Errorf("wake-up goal %+v, want met at 1", g)
 	}
 }
-
-// near reports whether a, rounded as the result rounds, matches b.
-func near(a, b float64) bool { return a-b < 0.051 && b-a < 0.051 }
 
 // checkNothingLeft fails t if a run left a raw znode, or a contender in
 // any lock of the shared ZooKeeper (their empty directories go as
@@ -312,7 +287,7 @@ func TestBenchConfigValidate(t *testing.T) {
 // leave behind.
 var leakMarkers = []string{
 	"google.golang.org/grpc", "go-zookeeper/zk", "switchyard/registry.", "switchyard/rpc.",
-	"switchyard/lockservice", "switchyard/internal/lockbench.", "switchyard/internal/zkconn.",
+	"switchyard/lockservice", "switchyard/internal/lockbench.", "switchyard/internal/benchrun.", "switchyard/internal/zkconn.",
 }
 
 // checkNoLeaks fails t if, after a bounded wait for them to end,
@@ -320,38 +295,5 @@ var leakMarkers = []string{
 // (checkNothingLeft's) are theirs to stop.
 func checkNoLeaks(t *testing.T) {
 	t.Helper()
-	var left []string
-	for range 100 {
-		left = left[:0]
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		for i, g := range strings.Split(string(buf), "\n\n") {
-			if i == 0 { // this goroutine
-				continue
-			}
-			if slices.ContainsFunc(leakMarkers, func(m string) bool { return strings.Contains(g, m) }) &&
-				!strings.Contains(g, "internal/zktest.") {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Errorf("%d goroutines left running after Run:\n%s", len(left), strings.Join(left, "\n\n"))
-}
-
-// warnLogger logs warnings and errors to tb's log. Not debug: the RPC
-// stack logs every successful call at debug level.
-func warnLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // a line after the test ended
-	w.tb.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+	benchruntest.CheckNoLeaks(t, leakMarkers, "internal/zktest.")
 }

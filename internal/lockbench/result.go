@@ -3,8 +3,9 @@ package lockbench
 import (
 	"math"
 	"slices"
-	"strconv"
 	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 )
 
 // Side names, as in Result's JSON and the pprof label "side".
@@ -26,7 +27,7 @@ const (
 //	 "handoff": {"p50_us":…, "p99_us":…, "wakeups_per_release":…, …},
 //	 …}
 //
-// RawZK and GRPC are keyed by CellKey of each concurrency; Ratio by
+// RawZK and GRPC are keyed by benchrun.CellKey of each concurrency; Ratio by
 // "grpc_ops_", "grpc_p50_", "grpc_p99_" and "grpc_cpu_per_op_" followed
 // by that key, each gRPC ÷ raw (so ops wants ≥ 1, the others ≤ 1). Goals
 // and Config are extra keys, as are the extra keys of each object.
@@ -154,13 +155,10 @@ type ResultConfig struct {
 
 // Goal figures.
 const (
-	goalLatency = "ratio.grpc_p50_" // + CellKey(1)
-	goalOps     = "ratio.grpc_ops_" // + CellKey(64)
+	goalLatency = "ratio.grpc_p50_" // + benchrun.CellKey(1)
+	goalOps     = "ratio.grpc_ops_" // + benchrun.CellKey(64)
 	goalWakeups = "handoff.wakeups_per_release"
 )
-
-// CellKey is the key of concurrency c in Result.RawZK and Result.GRPC.
-func CellKey(c int) string { return "c" + strconv.Itoa(c) }
 
 // phaseFigures is one measured cycle phase.
 type phaseFigures struct {
@@ -174,11 +172,11 @@ func (p phaseFigures) round() Round {
 	slices.Sort(p.times)
 	n := float64(p.ops)
 	return Round{
-		OpsPerS:    round1(n / p.elapsed.Seconds()),
-		P50us:      round1(micros(quantile(p.times, 0.50))),
-		P99us:      round1(micros(quantile(p.times, 0.99))),
+		OpsPerS:    benchrun.Round1(n / p.elapsed.Seconds()),
+		P50us:      benchrun.Round1(benchrun.Micros(quantile(p.times, 0.50))),
+		P99us:      benchrun.Round1(benchrun.Micros(quantile(p.times, 0.99))),
 		Ops:        p.ops,
-		CPUusPerOp: round2(micros(p.cpu) / n),
+		CPUusPerOp: benchrun.Round2(benchrun.Micros(p.cpu) / n),
 	}
 }
 
@@ -193,9 +191,18 @@ func cell(rounds []Round) Cell {
 		cpu = append(cpu, r.CPUusPerOp)
 		c.Ops += r.Ops
 	}
-	c.OpsPerS, c.P50us, c.P99us = round1(median(ops)), round1(median(p50)), round1(median(p99))
-	c.CPUusPerOp = round2(median(cpu))
+	c.OpsPerS, c.P50us, c.P99us = benchrun.Round1(benchrun.Median(ops)), benchrun.Round1(benchrun.Median(p50)), benchrun.Round1(benchrun.Median(p99))
+	c.CPUusPerOp = benchrun.Round2(benchrun.Median(cpu))
 	return c
+}
+
+// cells makes a side's Cells of its rounds, keyed as they are.
+func cells(rounds map[string][]Round) map[string]Cell {
+	m := make(map[string]Cell, len(rounds))
+	for k, rs := range rounds {
+		m[k] = cell(rs)
+	}
+	return m
 }
 
 // handoff makes the Handoff of the rounds.
@@ -210,8 +217,8 @@ func handoff(cfg Config, rounds []HandoffRound, timed int) Handoff {
 		h.Wakeups += r.Wakeups
 		h.Releases += r.Releases
 	}
-	h.P50us, h.P99us = round1(median(p50)), round1(median(p99))
-	h.ZKLockP50us, h.ZKLockP99us = round1(median(zp50)), round1(median(zp99))
+	h.P50us, h.P99us = benchrun.Round1(benchrun.Median(p50)), benchrun.Round1(benchrun.Median(p99))
+	h.ZKLockP50us, h.ZKLockP99us = benchrun.Round1(benchrun.Median(zp50)), benchrun.Round1(benchrun.Median(zp99))
 	if h.Releases > 0 {
 		h.WakeupsPerRelease = float64(h.Wakeups) / float64(h.Releases)
 	}
@@ -233,30 +240,25 @@ func newResult(cfg Config, raw, grpc map[string]Cell, h Handoff) Result {
 		},
 	}
 	for _, c := range cfg.Concurrency {
-		k := CellKey(c)
-		r.Ratio["grpc_ops_"+k] = ratio(grpc[k].OpsPerS, raw[k].OpsPerS)
-		r.Ratio["grpc_p50_"+k] = ratio(grpc[k].P50us, raw[k].P50us)
-		r.Ratio["grpc_p99_"+k] = ratio(grpc[k].P99us, raw[k].P99us)
-		r.Ratio["grpc_cpu_per_op_"+k] = ratio(grpc[k].CPUusPerOp, raw[k].CPUusPerOp)
+		k := benchrun.CellKey(c)
+		r.Ratio["grpc_ops_"+k] = benchrun.Ratio(grpc[k].OpsPerS, raw[k].OpsPerS)
+		r.Ratio["grpc_p50_"+k] = benchrun.Ratio(grpc[k].P50us, raw[k].P50us)
+		r.Ratio["grpc_p99_"+k] = benchrun.Ratio(grpc[k].P99us, raw[k].P99us)
+		r.Ratio["grpc_cpu_per_op_"+k] = benchrun.Ratio(grpc[k].CPUusPerOp, raw[k].CPUusPerOp)
 	}
 	// Issue #5's goals: an acquire+release costs at most 1.3 raw pairs at
 	// c=1, the service keeps 0.8 of raw pairs/s at c=64, and a release
 	// wakes exactly one waiter. A goal whose concurrency was not measured
 	// is left out.
 	for _, g := range []Goal{
-		{Figure: goalLatency + CellKey(1), Op: "<=", Limit: 1.3},
-		{Figure: goalOps + CellKey(64), Op: ">=", Limit: 0.8},
+		{Figure: goalLatency + benchrun.CellKey(1), Op: "<=", Limit: 1.3},
+		{Figure: goalOps + benchrun.CellKey(64), Op: ">=", Limit: 0.8},
 	} {
 		v, ok := r.Ratio[g.Figure[len("ratio."):]]
 		if !ok {
 			continue
 		}
-		g.Value = v
-		if g.Op == ">=" {
-			g.Met = v >= g.Limit
-		} else {
-			g.Met = v <= g.Limit
-		}
+		g.Value, g.Met = v, benchrun.Met(g.Op, v, g.Limit)
 		r.Goals = append(r.Goals, g)
 	}
 	r.Goals = append(r.Goals, Goal{
@@ -276,30 +278,3 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	rank := int(math.Ceil(q*float64(n) - 1e-9))
 	return sorted[min(max(rank, 1), n)-1]
 }
-
-// ratio is a/b to three decimals; 0 when b is 0 (nothing to compare).
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return math.Round(a/b*1000) / 1000
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
-func round1(f float64) float64 { return math.Round(f*10) / 10 }
-
-func round2(f float64) float64 { return math.Round(f*100) / 100 }

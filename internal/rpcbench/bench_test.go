@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
+	"github.com/switchyard-dev/switchyard/internal/benchrun/benchruntest"
 	"github.com/switchyard-dev/switchyard/internal/rpcbench"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 )
@@ -26,13 +28,13 @@ func BenchmarkRPC(b *testing.B) {
 	cfg := rpcbench.DefaultConfig()
 	cfg.ZK = zktest.Shared(b).ConnectString()
 	cfg.Duration, cfg.Warmup, cfg.Rounds = *benchDuration, *benchDuration/4, *benchRounds
-	cfg.Logger = warnLogger(b)
+	cfg.Logger = benchruntest.Logger(b)
 	res, err := rpcbench.Run(b.Context(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, c := range cfg.Concurrency {
-		k := rpcbench.CellKey(c)
+		k := benchrun.CellKey(c)
 		for side, cell := range map[string]rpcbench.Cell{rpcbench.SideRaw: res.Raw[k], rpcbench.SideStack: res.Stack[k]} {
 			b.ReportMetric(cell.QPS, side+"_"+k+"_qps")
 			b.ReportMetric(cell.P50us, side+"_"+k+"_p50_us")

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 )
 
 // Config says what Run measures. Start from DefaultConfig and set ZK.
@@ -51,41 +53,27 @@ func DefaultConfig() Config {
 	}
 }
 
-// maxConcurrency and maxPayload keep a mistyped flag from exhausting the
-// machine.
-const (
-	maxConcurrency = 4096
-	maxPayload     = 4 << 20
-)
+// maxPayload keeps a mistyped flag from exhausting the machine (as
+// benchrun.MaxConcurrency does the concurrency).
+const maxPayload = 4 << 20
 
 // Validate reports the first thing wrong with c, wrapping ErrConfig. It
 // touches no network.
 func (c Config) Validate() error {
-	switch {
-	case c.ZK == "":
+	if c.ZK == "" {
 		return fmt.Errorf("%w: no ZooKeeper connect string", ErrConfig)
-	case c.Duration <= 0:
-		return fmt.Errorf("%w: duration %v: want a positive duration", ErrConfig, c.Duration)
-	case c.Warmup < 0:
-		return fmt.Errorf("%w: warm-up %v: want 0 or a positive duration", ErrConfig, c.Warmup)
-	case c.Rounds < 1:
-		return fmt.Errorf("%w: rounds %d: want 1 or more", ErrConfig, c.Rounds)
-	case len(c.Concurrency) == 0:
-		return fmt.Errorf("%w: no concurrency to measure", ErrConfig)
+	}
+	if err := benchrun.CheckSchedule(c.Duration, c.Warmup, c.Rounds, c.Concurrency); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	switch {
 	case c.PayloadSize < 0 || c.PayloadSize > maxPayload:
 		return fmt.Errorf("%w: payload %d bytes: want 0 to %d", ErrConfig, c.PayloadSize, maxPayload)
 	case c.SetupTimeout <= 0:
 		return fmt.Errorf("%w: setup timeout %v: want a positive duration", ErrConfig, c.SetupTimeout)
 	}
-	seen := map[int]bool{}
-	for _, n := range c.Concurrency {
-		if n < 1 || n > maxConcurrency {
-			return fmt.Errorf("%w: concurrency %d: want 1 to %d", ErrConfig, n, maxConcurrency)
-		}
-		if seen[n] {
-			return fmt.Errorf("%w: concurrency %d given twice", ErrConfig, n)
-		}
-		seen[n] = true
+	if err := benchrun.CheckConcurrency(c.Concurrency); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return nil
 }

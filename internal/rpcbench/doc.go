@@ -30,7 +30,8 @@
 // so on (ABBA order, so a steady drift affects both alike), and a
 // collected garbage heap starts every phase. Each reported figure is the
 // median of the rounds' figures (for an even count, the mean of the
-// middle two); the rounds are in the result too.
+// middle two); the rounds are in the result too. The schedule, the closed
+// loop and the medians are package benchrun's, which lockbench shares.
 //
 // Any failed call fails the run: a benchmark of errors measures nothing.
 // The stack's service must have no other instance in the registry, and

@@ -1,10 +1,10 @@
 package rpcbench
 
 import (
-	"math"
 	"slices"
-	"strconv"
 	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 )
 
 // Side names, as in Result's JSON and the pprof label "side".
@@ -20,7 +20,7 @@ const (
 //	 "ratio": {"qps_c1":…, "qps_c64":…, "p50_c1":…, …},
 //	 …}
 //
-// Raw and Stack are keyed by CellKey of each concurrency; Ratio by
+// Raw and Stack are keyed by benchrun.CellKey of each concurrency; Ratio by
 // "qps_", "p50_", "p99_", "cpu_per_call_" and "allocs_per_call_"
 // followed by that key, each stack ÷ raw (so qps wants ≥ 1, the others
 // ≤ 1). Goals and Config are extra keys.
@@ -97,31 +97,28 @@ type ResultConfig struct {
 // at c=64 and adds at most 5% to its median latency at c=1. A goal whose
 // concurrency was not measured is left out of Result.Goals.
 var goals = []Goal{
-	{Ratio: "qps_" + CellKey(64), Op: ">=", Limit: 0.95},
-	{Ratio: "p50_" + CellKey(1), Op: "<=", Limit: 1.05},
+	{Ratio: "qps_" + benchrun.CellKey(64), Op: ">=", Limit: 0.95},
+	{Ratio: "p50_" + benchrun.CellKey(1), Op: "<=", Limit: 1.05},
 }
-
-// CellKey is the key of concurrency c in Result.Raw and Result.Stack.
-func CellKey(c int) string { return "c" + strconv.Itoa(c) }
 
 // phaseFigures is one measured phase.
 type phaseFigures struct {
 	calls   int64
 	elapsed time.Duration
-	used    usage // by the whole process in the window
+	used    benchrun.Usage // by the whole process in the window
 	hist    *histogram
 }
 
 func (p phaseFigures) round() Round {
 	n := float64(p.calls)
 	return Round{
-		QPS:           round1(n / p.elapsed.Seconds()),
-		P50us:         round1(micros(p.hist.quantile(0.50))),
-		P99us:         round1(micros(p.hist.quantile(0.99))),
+		QPS:           benchrun.Round1(n / p.elapsed.Seconds()),
+		P50us:         benchrun.Round1(benchrun.Micros(p.hist.quantile(0.50))),
+		P99us:         benchrun.Round1(benchrun.Micros(p.hist.quantile(0.99))),
 		Calls:         p.calls,
-		CPUusPerCall:  round2(micros(p.used.cpu) / n),
-		AllocsPerCall: round1(float64(p.used.mallocs) / n),
-		BytesPerCall:  round1(float64(p.used.heap) / n),
+		CPUusPerCall:  benchrun.Round2(benchrun.Micros(p.used.CPU) / n),
+		AllocsPerCall: benchrun.Round1(float64(p.used.Mallocs) / n),
+		BytesPerCall:  benchrun.Round1(float64(p.used.Bytes) / n),
 	}
 }
 
@@ -138,9 +135,19 @@ func cell(rounds []Round) Cell {
 		heap = append(heap, r.BytesPerCall)
 		c.Calls += r.Calls
 	}
-	c.QPS, c.P50us, c.P99us = round1(median(qps)), round1(median(p50)), round1(median(p99))
-	c.CPUusPerCall, c.AllocsPerCall, c.BytesPerCall = round2(median(cpu)), round1(median(allocs)), round1(median(heap))
+	c.QPS, c.P50us, c.P99us = benchrun.Round1(benchrun.Median(qps)), benchrun.Round1(benchrun.Median(p50)), benchrun.Round1(benchrun.Median(p99))
+	c.CPUusPerCall = benchrun.Round2(benchrun.Median(cpu))
+	c.AllocsPerCall, c.BytesPerCall = benchrun.Round1(benchrun.Median(allocs)), benchrun.Round1(benchrun.Median(heap))
 	return c
+}
+
+// cells makes a side's Cells of its rounds, keyed as they are.
+func cells(rounds map[string][]Round) map[string]Cell {
+	m := make(map[string]Cell, len(rounds))
+	for k, rs := range rounds {
+		m[k] = cell(rs)
+	}
+	return m
 }
 
 // newResult fills in the ratios and goals from the cells.
@@ -156,52 +163,20 @@ func newResult(cfg Config, raw, stack map[string]Cell) Result {
 		},
 	}
 	for _, c := range cfg.Concurrency {
-		k := CellKey(c)
-		r.Ratio["qps_"+k] = ratio(stack[k].QPS, raw[k].QPS)
-		r.Ratio["p50_"+k] = ratio(stack[k].P50us, raw[k].P50us)
-		r.Ratio["p99_"+k] = ratio(stack[k].P99us, raw[k].P99us)
-		r.Ratio["cpu_per_call_"+k] = ratio(stack[k].CPUusPerCall, raw[k].CPUusPerCall)
-		r.Ratio["allocs_per_call_"+k] = ratio(stack[k].AllocsPerCall, raw[k].AllocsPerCall)
+		k := benchrun.CellKey(c)
+		r.Ratio["qps_"+k] = benchrun.Ratio(stack[k].QPS, raw[k].QPS)
+		r.Ratio["p50_"+k] = benchrun.Ratio(stack[k].P50us, raw[k].P50us)
+		r.Ratio["p99_"+k] = benchrun.Ratio(stack[k].P99us, raw[k].P99us)
+		r.Ratio["cpu_per_call_"+k] = benchrun.Ratio(stack[k].CPUusPerCall, raw[k].CPUusPerCall)
+		r.Ratio["allocs_per_call_"+k] = benchrun.Ratio(stack[k].AllocsPerCall, raw[k].AllocsPerCall)
 	}
 	for _, g := range goals {
 		v, ok := r.Ratio[g.Ratio]
 		if !ok {
 			continue
 		}
-		g.Value = v
-		if g.Op == ">=" {
-			g.Met = v >= g.Limit
-		} else {
-			g.Met = v <= g.Limit
-		}
+		g.Value, g.Met = v, benchrun.Met(g.Op, v, g.Limit)
 		r.Goals = append(r.Goals, g)
 	}
 	return r
 }
-
-// ratio is a/b to three decimals; 0 when b is 0 (nothing to compare).
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
-	}
-	return math.Round(a/b*1000) / 1000
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0
-	}
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
-func round1(f float64) float64 { return math.Round(f*10) / 10 }
-
-func round2(f float64) float64 { return math.Round(f*100) / 100 }

@@ -7,17 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 	"github.com/switchyard-dev/switchyard/internal/echo"
 	"github.com/switchyard-dev/switchyard/loadbalance/p2c"
 	echov1 "github.com/switchyard-dev/switchyard/proto/switchyard/echo/v1"
@@ -68,31 +65,21 @@ func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 	}
 	defer func() { err = errors.Join(err, stack.stop()) }()
 
-	cells := map[*side]map[string]Cell{raw: {}, stack: {}}
-	for _, c := range cfg.Concurrency {
-		rounds := map[*side][]Round{}
-		for i := range cfg.Rounds {
-			order := []*side{raw, stack}
-			if i%2 == 1 {
-				order = []*side{stack, raw}
-			}
-			for _, s := range order {
-				fig, err := runPhase(ctx, s, c, cfg)
-				if err != nil {
-					return Result{}, err
-				}
-				r := fig.round()
-				rounds[s] = append(rounds[s], r)
-				if cfg.Progress != nil {
-					cfg.Progress(Phase{Side: s.name, Concurrency: c, Round: i + 1, Rounds: cfg.Rounds, Figures: r})
-				}
-			}
+	rounds, err := benchrun.Alternate(cfg.Concurrency, cfg.Rounds, raw, stack, func(s *side, c, i int) (Round, error) {
+		fig, err := runPhase(ctx, s, c, cfg)
+		if err != nil {
+			return Round{}, err
 		}
-		for s, rs := range rounds {
-			cells[s][CellKey(c)] = cell(rs)
+		r := fig.round()
+		if cfg.Progress != nil {
+			cfg.Progress(Phase{Side: s.name, Concurrency: c, Round: i + 1, Rounds: cfg.Rounds, Figures: r})
 		}
+		return r, nil
+	})
+	if err != nil {
+		return Result{}, err
 	}
-	return newResult(cfg, cells[raw], cells[stack]), nil
+	return newResult(cfg, cells(rounds[raw]), cells(rounds[stack])), nil
 }
 
 // side is one way of calling Echo: a server and one ClientConn to it.
@@ -107,15 +94,13 @@ type side struct {
 // that every goroutine its servers and clients start carries it, and
 // proves the path with a first call. The setup is bounded by
 // cfg.SetupTimeout.
-func startSide(ctx context.Context, name string, cfg Config, start func(context.Context, context.Context, Config) (*side, error)) (s *side, err error) {
-	setup, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
-	defer cancel()
-	pprof.Do(ctx, pprof.Labels("side", name), func(ctx context.Context) {
-		if s, err = start(ctx, setup, cfg); err != nil {
-			return
+func startSide(ctx context.Context, name string, cfg Config, start func(context.Context, context.Context, Config) (*side, error)) (*side, error) {
+	return benchrun.StartSide(ctx, name, cfg.SetupTimeout, func(ctx, setup context.Context) (*side, error) {
+		s, err := start(ctx, setup, cfg)
+		if err != nil {
+			return nil, err
 		}
-		var resp *echov1.EchoResponse
-		resp, err = s.client.Echo(setup, &echov1.EchoRequest{}, grpc.WaitForReady(true))
+		resp, err := s.client.Echo(setup, &echov1.EchoRequest{}, grpc.WaitForReady(true))
 		switch {
 		case err != nil:
 			err = fmt.Errorf("rpcbench: %s: first call: %w", name, err)
@@ -123,13 +108,10 @@ func startSide(ctx context.Context, name string, cfg Config, start func(context.
 			err = fmt.Errorf("%w: %s: first call answered by %q, not %q", ErrCallsFailed, name, resp.GetServedBy(), s.id)
 		}
 		if err != nil {
-			err = errors.Join(err, s.stop())
+			return nil, errors.Join(err, s.stop())
 		}
+		return s, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // startRaw serves Echo with a bare grpc.Server and dials it by address,
@@ -256,151 +238,48 @@ func checkAlone(ctx context.Context, reg *registry.Client, addr string) error {
 	return nil
 }
 
-// Worker states, in order.
-const (
-	warming int32 = iota
-	measuring
-	stopping
-)
-
-// worker is one closed-loop caller of a phase.
-type worker struct {
-	calls  int64 // timed: started and ended inside the window
-	errors int64
-	err    error // the first
-	hist   histogram
-}
-
-// runPhase runs side s at concurrency c for one warm-up and one window.
+// runPhase runs side s at concurrency c for one warm-up and one window,
+// each worker calling with a request of its own and timing its calls in a
+// histogram of its own.
 func runPhase(ctx context.Context, s *side, c int, cfg Config) (phaseFigures, error) {
-	runtime.GC() // each phase starts from a collected heap
-	var (
-		state    atomic.Int32
-		failed   = make(chan struct{})
-		failOnce sync.Once
-		wg       sync.WaitGroup
-	)
-	fail := func() { failOnce.Do(func() { close(failed) }) }
 	payload := bytes.Repeat([]byte{0xa5}, cfg.PayloadSize)
-	workers := make([]worker, c)
-	labels := pprof.Labels("side", s.name, "c", strconv.Itoa(c))
-	for i := range workers {
-		w := &workers[i]
-		wg.Go(func() {
-			pprof.Do(ctx, labels, func(ctx context.Context) { w.run(ctx, s, &state, payload, fail) })
-		})
-	}
+	hists := make([]*histogram, c)
+	win, err := benchrun.Loop{
+		Workers: c,
+		NewWorker: func(i int) benchrun.Worker {
+			hists[i] = &histogram{}
+			req := &echov1.EchoRequest{Payload: payload}
+			return benchrun.Worker{Op: func(ctx context.Context) error { return s.call(ctx, req) }, Record: hists[i].record}
+		},
+		Labels:   pprof.Labels("side", s.name, "c", strconv.Itoa(c)),
+		Warmup:   cfg.Warmup,
+		Duration: cfg.Duration,
+		Allocs:   true,
+	}.Run(ctx)
 
-	var (
-		start, end time.Time
-		before     usage
-	)
-	waitErr := wait(ctx, failed, cfg.Warmup)
-	if waitErr == nil {
-		before = readUsage()
-		start = time.Now()
-		state.Store(measuring)
-		waitErr = wait(ctx, failed, cfg.Duration)
-		end = time.Now()
+	fig := phaseFigures{elapsed: win.Elapsed, used: win.Used, hist: &histogram{}}
+	for _, h := range hists {
+		fig.hist.merge(h)
 	}
-	used := readUsage().sub(before)
-	state.Store(stopping)
-	wg.Wait()
-
-	fig := phaseFigures{elapsed: end.Sub(start), used: used, hist: &histogram{}}
-	var errs int64
-	var first error
-	for i := range workers {
-		w := &workers[i]
-		fig.calls += w.calls
-		fig.hist.merge(&w.hist)
-		errs += w.errors
-		if first == nil {
-			first = w.err
-		}
-	}
+	fig.calls = int64(fig.hist.total)
 	switch {
 	case ctx.Err() != nil:
 		return phaseFigures{}, fmt.Errorf("rpcbench: %s at c=%d: %w", s.name, c, ctx.Err())
-	case errs > 0:
-		return phaseFigures{}, fmt.Errorf("%w: %d on %s at c=%d, the first: %w", ErrCallsFailed, errs, s.name, c, first)
-	case waitErr != nil:
-		return phaseFigures{}, waitErr
+	case win.Failed > 0:
+		return phaseFigures{}, fmt.Errorf("%w: %d on %s at c=%d, the first: %w", ErrCallsFailed, win.Failed, s.name, c, win.Err)
+	case err != nil:
+		return phaseFigures{}, err
 	case fig.calls == 0:
 		return phaseFigures{}, fmt.Errorf("%w: %s at c=%d in %v", ErrNoCalls, s.name, c, cfg.Duration)
 	}
 	return fig, nil
 }
 
-// usage is what the process has used so far: CPU time (0 where not
-// measured) and heap allocations.
-type usage struct {
-	cpu           time.Duration
-	mallocs, heap uint64
-}
-
-// readUsage reads the process's usage. It stops the world briefly, so it
-// runs only at the edges of a window.
-func readUsage() usage {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	cpu, _ := processCPU()
-	return usage{cpu: cpu, mallocs: ms.Mallocs, heap: ms.TotalAlloc}
-}
-
-func (u usage) sub(v usage) usage {
-	return usage{cpu: u.cpu - v.cpu, mallocs: u.mallocs - v.mallocs, heap: u.heap - v.heap}
-}
-
-// errWorkerFailed says a worker failed; its error is in the worker.
-var errWorkerFailed = errors.New("rpcbench: a worker failed")
-
-// wait waits d, or until ctx ends or failed is closed.
-func wait(ctx context.Context, failed <-chan struct{}, d time.Duration) error {
-	if d <= 0 {
-		return nil
+// call makes one call and checks that the side's own server answered it.
+func (s *side) call(ctx context.Context, req *echov1.EchoRequest) error {
+	resp, err := s.client.Echo(ctx, req)
+	if err == nil && resp.GetServedBy() != s.id {
+		err = fmt.Errorf("answered by %q, not %q", resp.GetServedBy(), s.id)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-failed:
-		return errWorkerFailed
-	}
-}
-
-// run calls until the state is stopping or a call fails, timing the calls
-// that start and end while the state is measuring.
-func (w *worker) run(ctx context.Context, s *side, state *atomic.Int32, payload []byte, fail func()) {
-	// The calls' contexts hang off this worker's own: were they children
-	// of one context all workers share, registering and removing them
-	// would contend on its lock.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	req := &echov1.EchoRequest{Payload: payload}
-	for {
-		before := state.Load()
-		if before == stopping {
-			return
-		}
-		start := time.Now()
-		resp, err := s.client.Echo(ctx, req)
-		d := time.Since(start)
-		if err == nil && resp.GetServedBy() != s.id {
-			err = fmt.Errorf("answered by %q, not %q", resp.GetServedBy(), s.id)
-		}
-		if err != nil {
-			w.errors++
-			w.err = err
-			fail()
-			return
-		}
-		if before == measuring && state.Load() == measuring {
-			w.calls++
-			w.hist.record(d)
-		}
-	}
+	return err
 }

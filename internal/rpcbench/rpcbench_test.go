@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
+	"github.com/switchyard-dev/switchyard/internal/benchrun/benchruntest"
 	"github.com/switchyard-dev/switchyard/internal/echo"
 	"github.com/switchyard-dev/switchyard/internal/lbtest"
 	"github.com/switchyard-dev/switchyard/internal/rpcbench"
@@ -26,7 +26,7 @@ func smallConfig(tb testing.TB) rpcbench.Config {
 	cfg := rpcbench.DefaultConfig()
 	cfg.ZK = zktest.Shared(tb).ConnectString()
 	cfg.Duration, cfg.Warmup, cfg.Rounds = 200*time.Millisecond, 50*time.Millisecond, 2
-	cfg.Logger = warnLogger(tb)
+	cfg.Logger = benchruntest.Logger(tb)
 	return cfg
 }
 
@@ -39,13 +39,13 @@ func TestRunSmall(t *testing.T) {
 	cfg := smallConfig(t)
 	var phases []string
 	cfg.Progress = func(p rpcbench.Phase) {
-		phases = append(phases, p.Side+" "+rpcbench.CellKey(p.Concurrency))
+		phases = append(phases, p.Side+" "+benchrun.CellKey(p.Concurrency))
 	}
 	res, err := rpcbench.Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkNoLeaks(t)
+	benchruntest.CheckNoLeaks(t, leakMarkers)
 
 	wantPhases := []string{"raw c1", "stack c1", "stack c1", "raw c1", "raw c64", "stack c64", "stack c64", "raw c64"}
 	if !slices.Equal(phases, wantPhases) {
@@ -64,27 +64,9 @@ func TestRunSmall(t *testing.T) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("%v\n%s", err, b)
 	}
-	for side, cells := range map[string]map[string]map[string]any{"raw": doc.Raw, "stack": doc.Stack} {
-		for _, c := range []string{"c1", "c64"} {
-			cell, ok := cells[c]
-			if !ok {
-				t.Fatalf("no %s.%s object in %s", side, c, b)
-			}
-			for _, k := range []string{"qps", "p50_us", "p99_us", "calls", "cpu_us_per_call", "allocs_per_call", "bytes_per_call"} {
-				if v, ok := cell[k].(float64); !ok || v <= 0 {
-					t.Errorf("%s.%s.%s = %v, want a positive number", side, c, k, cell[k])
-				}
-			}
-			if cell["errors"] != 0.0 {
-				t.Errorf("%s.%s.errors = %v, want 0", side, c, cell["errors"])
-			}
-		}
-	}
-	for _, k := range []string{"qps_c1", "qps_c64", "p50_c1", "p50_c64", "p99_c1", "p99_c64"} {
-		if v, ok := doc.Ratio[k].(float64); !ok || v <= 0 {
-			t.Errorf("ratio.%s = %v, want a positive number", k, doc.Ratio[k])
-		}
-	}
+	benchruntest.CheckCells(t, string(b), map[string]map[string]map[string]any{"raw": doc.Raw, "stack": doc.Stack},
+		"qps", "p50_us", "p99_us", "calls", "cpu_us_per_call", "allocs_per_call", "bytes_per_call")
+	benchruntest.CheckPositive(t, string(b), "ratio", doc.Ratio, "qps_c1", "qps_c64", "p50_c1", "p50_c64", "p99_c1", "p99_c64")
 
 	for side, cells := range map[string]map[string]rpcbench.Cell{"raw": res.Raw, "stack": res.Stack} {
 		for key, c := range cells {
@@ -95,7 +77,7 @@ func TestRunSmall(t *testing.T) {
 			if c.Calls != r0.Calls+r1.Calls {
 				t.Errorf("%s.%s: %d calls, but its rounds made %d and %d", side, key, c.Calls, r0.Calls, r1.Calls)
 			}
-			if want := (r0.QPS + r1.QPS) / 2; !near(c.QPS, want) {
+			if want := (r0.QPS + r1.QPS) / 2; !benchruntest.Near(c.QPS, want) {
 				t.Errorf("%s.%s: qps %v, want the median of its rounds %v", side, key, c.QPS, want)
 			}
 			if c.P50us > c.P99us {
@@ -103,7 +85,7 @@ func TestRunSmall(t *testing.T) {
 			}
 		}
 	}
-	if want := res.Stack["c64"].QPS / res.Raw["c64"].QPS; !near(res.Ratio["qps_c64"], want) {
+	if want := res.Stack["c64"].QPS / res.Raw["c64"].QPS; !benchruntest.Near(res.Ratio["qps_c64"], want) {
 		t.Errorf("ratio qps_c64 = %v, want stack/raw = %v", res.Ratio["qps_c64"], want)
 	}
 	if len(res.Goals) != 2 {
@@ -115,9 +97,6 @@ func TestRunSmall(t *testing.T) {
 		}
 	}
 }
-
-// near reports whether a, rounded as the result rounds, matches b.
-func near(a, b float64) bool { return a-b < 0.051 && b-a < 0.051 }
 
 // TestRunRefusesOtherInstances registers another Echo instance first: the
 // stack side's balancer would spread calls over both, so Run must refuse
@@ -131,7 +110,7 @@ func TestRunRefusesOtherInstances(t *testing.T) {
 			t.Fatalf("Run beside another instance: %v, want ErrNotAlone naming it", err)
 		}
 	})
-	checkNoLeaks(t) // the intruder stopped with its subtest
+	benchruntest.CheckNoLeaks(t, leakMarkers) // the intruder stopped with its subtest
 }
 
 // TestRunCancelled cancels a run in its first window: Run returns the
@@ -149,7 +128,7 @@ func TestRunCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run cancelled: %v, want context.Canceled", err)
 	}
-	checkNoLeaks(t)
+	benchruntest.CheckNoLeaks(t, leakMarkers)
 }
 
 // TestUnreachableZooKeeper gives Run a ZooKeeper address nothing listens
@@ -161,7 +140,7 @@ func TestUnreachableZooKeeper(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ZooKeeper session with 127.0.0.1:1") {
 		t.Fatalf("Run with no ZooKeeper: %v", err)
 	}
-	checkNoLeaks(t)
+	benchruntest.CheckNoLeaks(t, leakMarkers)
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -210,47 +189,5 @@ func TestConfigValidate(t *testing.T) {
 // leave behind.
 var leakMarkers = []string{
 	"google.golang.org/grpc", "go-zookeeper/zk", "switchyard/registry.", "switchyard/rpc.",
-	"switchyard/internal/rpcbench.", "switchyard/internal/zkconn.",
-}
-
-// checkNoLeaks fails t if, after a bounded wait for them to end,
-// goroutines of leakMarkers run, besides those whose stacks mention one of
-// except.
-func checkNoLeaks(t *testing.T, except ...string) {
-	t.Helper()
-	var left []string
-	for range 100 {
-		left = left[:0]
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		for i, g := range strings.Split(string(buf), "\n\n") {
-			if i == 0 { // this goroutine
-				continue
-			}
-			ours := slices.ContainsFunc(leakMarkers, func(m string) bool { return strings.Contains(g, m) })
-			excepted := slices.ContainsFunc(except, func(m string) bool { return strings.Contains(g, m) })
-			if ours && !excepted {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Errorf("%d goroutines left running after Run:\n%s", len(left), strings.Join(left, "\n\n"))
-}
-
-// warnLogger logs warnings and errors to tb's log. Not debug: the stack
-// logs every successful call at debug level.
-func warnLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tbWriter struct{ tb testing.TB }
-
-func (w tbWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // a line after the test ended
-	w.tb.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
+	"switchyard/internal/rpcbench.", "switchyard/internal/benchrun.", "switchyard/internal/zkconn.",
 }

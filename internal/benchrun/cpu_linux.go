@@ -1,12 +1,13 @@
-package lockbench
+package benchrun
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU returns the CPU time, user and system, this process has used.
-func processCPU() time.Duration {
+// ProcessCPU returns the CPU time, user and system, this process has used;
+// 0 if it cannot be read.
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
