@@ -59,4 +59,24 @@
 //
 // Limits: a replica queues at most Config.MaxWaiters acquires per lock and
 // holds at most Config.MaxLeases leases; past either, RESOURCE_EXHAUSTED.
+//
+// # Watch
+//
+// Watch streams the grants, releases, expiries and losses of the locks
+// under a name prefix as ZooKeeper has them, so a stream at any replica
+// sees every replica's locks: one source of truth. A stream begins with
+// the current holders (one GRANTED each), then follows each lock's holder
+// (its lowest-sequence contender): when it changes, an end event for the
+// holder that went, then GRANTED for the next, in order per lock. The end
+// is typed by why, which the party that deleted the node recorded in its
+// guid's claim in the same multi-op (zklock's Release and Expire):
+// RELEASED, EXPIRED, or — nothing recorded, the node went with its
+// replica's session — LOST; a grant withdrawn before it was handed out
+// (its claim gone with it) is RELEASED. Each replica runs one watcher for
+// all its streams (from the first stream to the last, or Close): a
+// children watch on the lock root and one per followed lock, never one
+// per contender, read again when they fire and all at once after a
+// session change. A stream whose client falls Config.WatchBuffer events
+// behind is ended with RESOURCE_EXHAUSTED; streams end with UNAVAILABLE
+// when the replica drains.
 package lockservice

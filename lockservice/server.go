@@ -56,6 +56,10 @@ type Config struct {
 	// ZooKeeper; see package zklock); 0 is zklock.DefaultClaimRetention.
 	// A duplicate arriving later than that may be granted again.
 	ClaimRetention time.Duration
+	// WatchBuffer is how many events a Watch stream may have waiting to
+	// be sent; a stream whose client reads slower than that is ended with
+	// RESOURCE_EXHAUSTED. 0 is DefaultWatchBuffer.
+	WatchBuffer int
 	// Logger logs lease expiries, losses and failures.
 	Logger *slog.Logger
 }
@@ -77,6 +81,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lockservice: config: heartbeat %v, min validity %v", c.Heartbeat, c.MinValidity)
 	case c.ClaimRetention < 0:
 		return fmt.Errorf("lockservice: config: claim retention %v is negative", c.ClaimRetention)
+	case c.WatchBuffer < 0:
+		return fmt.Errorf("lockservice: config: watch buffer %d is negative", c.WatchBuffer)
 	case c.Logger == nil:
 		return errors.New("lockservice: config: no logger")
 	}
@@ -107,6 +113,10 @@ type Server struct {
 	ending    map[*zklock.Grant]bool // grants being withdrawn
 	draining  context.Context        // ends at Drain: waiting acquires give up
 	drain     context.CancelFunc
+
+	watchMu sync.Mutex
+	watch   *watcher // nil while no Watch stream runs
+	streams int      // Watch streams subscribed to watch
 }
 
 // lease is a grant held for a client.
@@ -182,6 +192,7 @@ func (s *Server) Close() error {
 		}
 		s.cancel()
 		s.wg.Wait()
+		s.stopWatcher()
 		s.mu.Lock()
 		for _, l := range s.leases {
 			l.timer.Stop()
@@ -439,7 +450,7 @@ func (s *Server) expire(l *lease) {
 	s.end(l, "expired")
 	s.mu.Unlock()
 	s.cfg.Logger.Info("lockservice: lease expired", "lock", l.pb.GetName(), "token", l.pb.GetToken(), "request", l.requestID)
-	s.release(l.grant)
+	s.expireGrant(l.grant)
 }
 
 // end forgets a lease, remembering why. s.mu must be held.
@@ -451,12 +462,13 @@ func (s *Server) end(l *lease, why string) {
 	s.ended.put("request:"+l.requestID, why)
 }
 
-// release deletes a grant's node, logging a failure: the node then goes
-// with the session at the latest.
-func (s *Server) release(g *zklock.Grant) {
+// expireGrant deletes the node of a grant whose lease expired, its claim
+// recording the expiry for Watch streams at every replica, logging a
+// failure: the node then goes with the session at the latest.
+func (s *Server) expireGrant(g *zklock.Grant) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.locker.Release(ctx, g); err != nil && !errors.Is(err, zklock.ErrNotHeld) {
+	if err := s.locker.Expire(ctx, g); err != nil && !errors.Is(err, zklock.ErrNotHeld) {
 		s.cfg.Logger.Warn("lockservice: deleting a lock's node", "lock", g.Name(), "err", err)
 	}
 }

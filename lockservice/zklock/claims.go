@@ -75,7 +75,19 @@ type claimRecord struct {
 	// Ended is set by a janitor that found no contender: the claim's
 	// retention runs from that write (its mtime).
 	Ended bool `json:"ended,omitempty"`
+	// Reason is why the guid's contender ended, written by the Locker
+	// that deleted it in the same multi-op as the delete: reasonReleased
+	// (Release) or reasonExpired (Expire). None means the node went
+	// otherwise — with its session, deleted by another party, or at
+	// Close (see HowEnded). The janitor keeps it when it marks the claim.
+	Reason string `json:"reason,omitempty"`
 }
+
+// The reasons a claim records.
+const (
+	reasonReleased = "released"
+	reasonExpired  = "expired"
+)
 
 func encodeClaim(r claimRecord) ([]byte, error) {
 	b, err := json.Marshal(r)
@@ -101,7 +113,7 @@ func decodeClaim(b []byte) (r claimRecord, ok bool) {
 func (l *Locker) abandon(ctx context.Context, a *attempt, n *node) error {
 	claim := l.claimPath(a.guid)
 	if n != nil {
-		err := l.removeNode(ctx, n, claim)
+		err := l.removeNode(ctx, n, claimOp{path: claim})
 		switch {
 		case err == nil && n.name != "":
 			return nil // deleted with its claim

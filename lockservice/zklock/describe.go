@@ -120,7 +120,7 @@ func (l *Locker) Describe(ctx context.Context, name string) (Description, error)
 // of the name, not of whole segments: "ord" matches "orders/42". It
 // retries while ZooKeeper is unreachable, until ctx ends.
 func (l *Locker) List(ctx context.Context, prefix string) ([]string, error) {
-	if err := validatePrefix(prefix); err != nil {
+	if err := ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
 	if err := l.enter(); err != nil {

@@ -12,7 +12,8 @@
 //	/switchyard/lockclaims                                persistent (WithClaimRoot; default: beside the root)
 //	/switchyard/lockclaims/<shard>                        persistent, 256 of them: "00" to "ff", by a hash of the guid
 //	/switchyard/lockclaims/<shard>/<guid>                 persistent, a claim; data: JSON — lock, directory,
-//	                                                      the attempt that made it, its session, and "ended"
+//	                                                      the attempt that made it, its session, "ended",
+//	                                                      and "reason" ("released", "expired") once ended so
 //
 // A lock name is a relative path ("orders/42", see ValidateName) escaped
 // into one znode name ("orders%2F42": "%" and "/" and the characters
@@ -79,6 +80,17 @@
 // creation zxid compared, so a claim swept and made again by someone else
 // is never taken over). Between that loss and the new node, a duplicate
 // elsewhere is told ErrClaimEnded although the original still waits.
+//
+// # How a grant ended
+//
+// Release and Expire delete a held node in a multi-op that also writes
+// its claim, with the reason ("released" or "expired"); Withdraw deletes
+// the claim with it. A node that goes otherwise — with its session, by
+// another party, at Close — leaves its claim as it was. So whoever sees a
+// holder's node gone (a Watch stream, through Holder's directory watch)
+// reads from its claim how it ended: HowEnded. Locks and Holder read
+// the root and a lock's directory, with one children watch each, for
+// such watchers.
 //
 // # Claim retention and the janitor
 //

@@ -206,10 +206,10 @@ func (g *Grant) monitor() {
 // Release deletes the grant's node, which hands the lock to the next
 // waiter. It fails with ErrNotHeld for a grant that is not held: released
 // before, lost (wrapping why), found already gone, or made by another
-// Locker. Any Grant this Locker made can be released, from any goroutine:
-// the lock service releases the grants of expired leases this way. The
-// guid's claim stays (see WithClaimRetention): an Acquire with the guid is
-// ErrClaimEnded from now on.
+// Locker. Any Grant this Locker made can be released, from any goroutine.
+// The guid's claim stays (see WithClaimRetention): an Acquire with the
+// guid is ErrClaimEnded from now on. The claim records, in the multi-op
+// that deletes the node, that the grant was released (see HowEnded).
 //
 // The node is deleted with the version it was read with, so a node that
 // is not the grant's is never deleted. If ctx ends before ZooKeeper
@@ -217,10 +217,19 @@ func (g *Grant) monitor() {
 // on in the background; either way the grant is no longer held, and Lost
 // stays open.
 func (l *Locker) Release(ctx context.Context, g *Grant) error {
-	return l.release(ctx, g, false)
+	return l.release(ctx, g, EndReleased)
 }
 
-func (l *Locker) release(ctx context.Context, g *Grant, withdraw bool) error {
+// Expire is Release for a grant whose holder let it run out: the lock
+// service expires the grants of leases not renewed in time this way. The
+// claim records that the grant expired (see HowEnded); all else is as
+// Release.
+func (l *Locker) Expire(ctx context.Context, g *Grant) error {
+	return l.release(ctx, g, EndExpired)
+}
+
+// release ends g as how says: EndReleased, EndExpired or EndWithdrawn.
+func (l *Locker) release(ctx context.Context, g *Grant, how End) error {
 	if g == nil || g.l != l {
 		return fmt.Errorf("%w: the grant was not made by this Locker", ErrNotHeld)
 	}
@@ -234,11 +243,11 @@ func (l *Locker) release(ctx context.Context, g *Grant, withdraw bool) error {
 	if err := g.end(); err != nil {
 		return err
 	}
-	claim := ""
-	if withdraw {
-		claim = l.claimPath(g.n.guid)
+	claim, err := l.endClaim(g, how)
+	if err != nil {
+		return err
 	}
-	err := l.removeNode(ctx, g.n, claim)
+	err = l.removeNode(ctx, g.n, claim)
 	switch {
 	case err == nil:
 		l.free(g.s)
@@ -257,6 +266,33 @@ func (l *Locker) release(ctx context.Context, g *Grant, withdraw bool) error {
 	return fmt.Errorf("zklock: release of %q not confirmed, deleting in the background: %w", g.name, err)
 }
 
+// endClaim returns what the deletion of g's node does to its claim: a
+// withdrawn grant's claim goes with it; a released or expired one's is
+// rewritten with the reason. The record is made from what the grant knows
+// rather than read, so the release stays one round trip: while the node
+// exists its claim is its guid's (the janitor only marks claims without
+// a contender), and the multi-op writes it only if the node is deleted.
+func (l *Locker) endClaim(g *Grant, how End) (claimOp, error) {
+	claim := l.claimPath(g.n.guid)
+	reason := ""
+	switch how {
+	case EndWithdrawn:
+		return claimOp{path: claim}, nil
+	case EndReleased:
+		reason = reasonReleased
+	case EndExpired:
+		reason = reasonExpired
+	default:
+		return claimOp{}, fmt.Errorf("zklock: ending a grant as %v", how)
+	}
+	data, err := encodeClaim(claimRecord{Lock: g.name, Dir: g.n.dir, Attempt: g.s.id,
+		Session: fmt.Sprintf("%#x", g.info.Session), Reason: reason})
+	if err != nil {
+		return claimOp{}, err
+	}
+	return claimOp{path: claim, data: data}, nil
+}
+
 // Withdraw ends a grant its caller never handed out, as if it had never
 // been acquired: it deletes the node, as Release does, and its guid's
 // claim with it, so that an Acquire with the guid, here or at another
@@ -264,18 +300,26 @@ func (l *Locker) release(ctx context.Context, g *Grant, withdraw bool) error {
 // service withdraws a grant it cannot back with a lease. It fails as
 // Release does.
 func (l *Locker) Withdraw(ctx context.Context, g *Grant) error {
-	return l.release(ctx, g, true)
+	return l.release(ctx, g, EndWithdrawn)
+}
+
+// claimOp is what the deletion of a contender node does to its guid's
+// claim, in the same multi-op: nothing (no path), delete it (no data), or
+// write data to it.
+type claimOp struct {
+	path string
+	data []byte
 }
 
 // remove deletes a node of this Locker's session. It returns nil once the
 // node is deleted, an error wrapping ErrDeleted or ErrSessionLost if the
 // node was gone before (see gone), or ctx's error.
-func (l *Locker) remove(ctx context.Context, n *node) error { return l.removeNode(ctx, n, "") }
+func (l *Locker) remove(ctx context.Context, n *node) error { return l.removeNode(ctx, n, claimOp{}) }
 
-// removeNode is remove, and with a claim path, the node's claim goes in
-// the same multi-op — or after it, if the claim is gone already. A node of
-// unknown name is looked for by guid (purge).
-func (l *Locker) removeNode(ctx context.Context, n *node, claim string) error {
+// removeNode is remove, and with a claim op, the node's claim is deleted
+// or written in the same multi-op (a claim that is gone already is left
+// so). A node of unknown name is looked for by guid (purge).
+func (l *Locker) removeNode(ctx context.Context, n *node, claim claimOp) error {
 	if n.name == "" {
 		return l.purge(ctx, n.dir, n.guid, claim)
 	}
@@ -334,14 +378,20 @@ func (l *Locker) removeNode(ctx context.Context, n *node, claim string) error {
 	}
 }
 
-// delete deletes the node p at version and, in the same multi-op, the
-// node claim unless claim is "". Its error is the node's: a claim that is
+// delete deletes the node p at version and, in the same multi-op, deletes
+// or writes the claim as c says. Its error is the node's: a claim that is
 // not there is no error.
-func (l *Locker) delete(p string, version int32, claim string) error {
-	if claim == "" {
+func (l *Locker) delete(p string, version int32, c claimOp) error {
+	var op any
+	switch {
+	case c.path == "":
 		return l.zk.Delete(p, version)
+	case c.data == nil:
+		op = &zk.DeleteRequest{Path: c.path, Version: -1}
+	default:
+		op = &zk.SetDataRequest{Path: c.path, Data: c.data, Version: -1}
 	}
-	res, err := l.zk.Multi(&zk.DeleteRequest{Path: p, Version: version}, &zk.DeleteRequest{Path: claim, Version: -1})
+	res, err := l.zk.Multi(&zk.DeleteRequest{Path: p, Version: version}, op)
 	if err != nil && failedOp(res) == 1 {
 		return l.zk.Delete(p, version)
 	}
@@ -349,9 +399,8 @@ func (l *Locker) delete(p string, version int32, claim string) error {
 }
 
 // purge deletes every node of this session with guid in dir (each with
-// claim, unless it is ""): what a create whose outcome is unknown may have
-// left.
-func (l *Locker) purge(ctx context.Context, dir, guid, claim string) error {
+// the claim op): what a create whose outcome is unknown may have left.
+func (l *Locker) purge(ctx context.Context, dir, guid string, claim claimOp) error {
 	var b backoff
 	for {
 		children, err := read(ctx, l, func() ([]string, error) {

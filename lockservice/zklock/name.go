@@ -57,9 +57,10 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// validatePrefix checks a List prefix: like a name, but it may be empty
-// and end anywhere ("orders/", "ord").
-func validatePrefix(prefix string) error {
+// ValidatePrefix checks a name prefix (of List, or a watch): like a name,
+// but it may be empty and end anywhere ("orders/", "ord"). The error wraps
+// ErrInvalidName.
+func ValidatePrefix(prefix string) error {
 	switch {
 	case len(prefix) > MaxNameLen:
 		return fmt.Errorf("%w: prefix of %d bytes, over the limit of %d", ErrInvalidName, len(prefix), MaxNameLen)

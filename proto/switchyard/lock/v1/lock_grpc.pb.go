@@ -72,8 +72,12 @@ type LockServiceClient interface {
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*DescribeResponse, error)
 	// List lists the locks that are held or waited for, by name prefix.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
-	// Watch streams the grants, releases and expiries of locks under a name
-	// prefix, as they happen, until the caller cancels.
+	// Watch streams the grants, releases, expiries and losses of the locks
+	// whose names start with a prefix, as ZooKeeper shows them (so a stream at
+	// any replica sees every replica's locks), until the caller cancels. A
+	// stream begins with a GRANTED event for each current holder. A stream
+	// that falls behind is ended with RESOURCE_EXHAUSTED; one at a replica
+	// that drains ends with UNAVAILABLE.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
@@ -183,8 +187,12 @@ type LockServiceServer interface {
 	Describe(context.Context, *DescribeRequest) (*DescribeResponse, error)
 	// List lists the locks that are held or waited for, by name prefix.
 	List(context.Context, *ListRequest) (*ListResponse, error)
-	// Watch streams the grants, releases and expiries of locks under a name
-	// prefix, as they happen, until the caller cancels.
+	// Watch streams the grants, releases, expiries and losses of the locks
+	// whose names start with a prefix, as ZooKeeper shows them (so a stream at
+	// any replica sees every replica's locks), until the caller cancels. A
+	// stream begins with a GRANTED event for each current holder. A stream
+	// that falls behind is ended with RESOURCE_EXHAUSTED; one at a replica
+	// that drains ends with UNAVAILABLE.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedLockServiceServer()
 }
