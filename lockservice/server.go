@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -62,6 +64,12 @@ type Config struct {
 	WatchBuffer int
 	// Logger logs lease expiries, losses and failures.
 	Logger *slog.Logger
+	// Metrics, when set, registers the replica's lock metrics there:
+	// switchyard_lock_leases and _waiting (gauges), _grants_total,
+	// _ends_total{reason="released|expired|lost"} and the histogram
+	// _wait_seconds, from an acquire's arrival to its grant. Give each
+	// replica in a process a registerer of its own.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults for replica.
@@ -93,6 +101,7 @@ func (c Config) Validate() error {
 // concurrent use. Close ends it.
 type Server struct {
 	lockv1.UnimplementedLockServiceServer
+	metrics *metrics // nil: none
 
 	cfg    Config
 	conn   *zkconn.Conn
@@ -141,11 +150,16 @@ func New(conn *zkconn.Conn, cfg Config) (*Server, error) {
 	if cfg.ClaimRetention > 0 {
 		opts = append(opts, zklock.WithClaimRetention(cfg.ClaimRetention))
 	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
 	locker, err := zklock.New(conn, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("lockservice: %w", err)
 	}
 	s := &Server{
+		metrics:   m,
 		cfg:       cfg,
 		conn:      conn,
 		locker:    locker,
@@ -374,12 +388,14 @@ func (s *Server) enter(name, rid string) (*lockv1.Lease, error) {
 		return nil, status.Errorf(codes.ResourceExhausted, "this replica holds %d leases, the limit", s.cfg.MaxLeases)
 	}
 	s.waiting[name]++
+	s.metrics.queued(1)
 	return nil, nil
 }
 
 func (s *Server) leave(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.metrics.queued(-1)
 	if s.waiting[name]--; s.waiting[name] <= 0 {
 		delete(s.waiting, name)
 	}
@@ -430,6 +446,7 @@ func (s *Server) hold(ctx context.Context, grant *zklock.Grant, rid string, ttl 
 	l.timer = time.AfterFunc(v, func() { s.expire(l) })
 	s.leases[l.id] = l
 	s.byRequest[rid] = l
+	s.metrics.granted(granted.Sub(received))
 	s.mu.Unlock()
 	return l.pb, nil
 }
@@ -453,8 +470,10 @@ func (s *Server) expire(l *lease) {
 	s.expireGrant(l.grant)
 }
 
-// end forgets a lease, remembering why. s.mu must be held.
+// end forgets a lease, remembering why ("expired", "was released" or
+// "was lost"). s.mu must be held.
 func (s *Server) end(l *lease, why string) {
+	s.metrics.ended(strings.TrimPrefix(why, "was "))
 	l.timer.Stop()
 	delete(s.leases, l.id)
 	delete(s.byRequest, l.requestID)
