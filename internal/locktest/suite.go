@@ -32,6 +32,7 @@ type Harness struct {
 func Run(t *testing.T, h Harness) {
 	t.Run("MutualExclusion", func(t *testing.T) { MutualExclusion(t, h) })
 	t.Run("TryLock", func(t *testing.T) { tryLock(t, h) })
+	t.Run("NotReentrant", func(t *testing.T) { notReentrant(t, h) })
 	t.Run("HolderCrash", func(t *testing.T) { holderCrash(t, h) })
 	t.Run("OnlyTheHolderReleases", func(t *testing.T) { onlyTheHolder(t, h) })
 	t.Run("IdempotentAcquire", func(t *testing.T) { idempotent(t, h) })
@@ -199,6 +200,49 @@ func tryLock(t *testing.T, h Harness) {
 		t.Fatalf("second grant's token %d is not above the first's %d", lb.Token(), la.Token())
 	}
 	if err := lb.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// notReentrant: one client, one owner, the same name twice: the second
+// acquire is another contender — a try-lock fails with ErrLocked and a
+// waiting lock is granted only after the first is released.
+func notReentrant(t *testing.T, h Harness) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := lockName(t)
+	c := client(t, h, lockclient.WithOwner("same-owner"))
+	first, err := c.Lock(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TryLock(ctx, name); !errors.Is(err, lockclient.ErrLocked) {
+		t.Fatalf("the holder's own TryLock: %v, want ErrLocked (not reentrant)", err)
+	}
+	second := make(chan *lockclient.Lock, 1)
+	go func() {
+		l, err := c.Lock(ctx, name)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- l
+	}()
+	select {
+	case <-second:
+		t.Fatal("the holder's own second Lock was granted while it held the lock")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := first.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := <-second
+	if l == nil {
+		t.FailNow()
+	}
+	if l.Token() <= first.Token() {
+		t.Fatalf("the second grant's token %d is not above the first's %d", l.Token(), first.Token())
+	}
+	if err := l.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
 }
