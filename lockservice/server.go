@@ -101,7 +101,8 @@ func (c Config) Validate() error {
 // concurrent use. Close ends it.
 type Server struct {
 	lockv1.UnimplementedLockServiceServer
-	metrics *metrics // nil: none
+	metrics *metrics     // nil: none
+	own     *zkconn.Conn // the session Dial made; closed by Close
 
 	cfg    Config
 	conn   *zkconn.Conn
@@ -140,6 +141,27 @@ type lease struct {
 
 var _ lockv1.LockServiceServer = (*Server)(nil)
 
+// Dial connects to the ZooKeeper servers in connect ("host:port,...") with
+// a session of its own, asking for sessionTimeout (the server may grant
+// another, which then bounds the leases), and returns a Server on it.
+// Close closes the session too. This is how a program outside this module
+// runs a replica.
+func Dial(ctx context.Context, connect string, sessionTimeout time.Duration, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	conn, err := zkconn.Dial(ctx, connect, sessionTimeout, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("lockservice: %w", err)
+	}
+	s, err := New(conn, cfg)
+	if err != nil {
+		return nil, errors.Join(err, conn.Close())
+	}
+	s.own = conn
+	return s, nil
+}
+
 // New returns a Server whose locks live in conn's session. conn stays the
 // caller's: Close the Server first.
 func New(conn *zkconn.Conn, cfg Config) (*Server, error) {
@@ -171,6 +193,10 @@ func New(conn *zkconn.Conn, cfg Config) (*Server, error) {
 	}
 	s.draining, s.drain = context.WithCancel(context.Background())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// A first round trip now, so that a new replica can grant at once.
+	first, cancel := context.WithTimeout(s.ctx, conn.SessionTimeout())
+	s.beat(first)
+	cancel()
 	s.wg.Go(s.heartbeat)
 	return s, nil
 }
@@ -186,8 +212,8 @@ func (s *Server) Drain() { s.drain() }
 // (so holders start learning of their loss), waiting acquires end, and
 // Close waits until every lease it granted has ended (released, or its
 // validity run out) before it deletes any node — so no holder is cut off
-// before the validity it was promised. Then it closes the Locker. It is
-// safe to call more than once.
+// before the validity it was promised. Then it closes the Locker, and the
+// session if Dial made it. It is safe to call more than once.
 func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
@@ -213,6 +239,9 @@ func (s *Server) Close() error {
 		}
 		s.mu.Unlock()
 		err = s.locker.Close()
+		if s.own != nil {
+			err = errors.Join(err, s.own.Close())
+		}
 	})
 	return err
 }
@@ -247,22 +276,28 @@ func (s *Server) heartbeat() {
 		if every == 0 {
 			every = s.conn.SessionTimeout() / 8
 		}
-		sent := time.Now()
-		done := make(chan error, 1)
-		go func() { _, _, err := s.conn.ZK().Exists("/"); done <- err }()
-		select {
-		case err := <-done:
-			if err == nil {
-				s.heard.set(sent)
-			}
-		case <-s.ctx.Done():
-			return
-		}
 		select {
 		case <-time.After(every):
 		case <-s.ctx.Done():
 			return
 		}
+		s.beat(s.ctx)
+	}
+}
+
+// beat makes one round trip to ZooKeeper and, if it succeeds, records
+// when it was sent. go-zookeeper takes no context: a call still pending
+// when ctx ends returns when the connection answers or closes.
+func (s *Server) beat(ctx context.Context) {
+	sent := time.Now()
+	done := make(chan error, 1)
+	go func() { _, _, err := s.conn.ZK().Exists("/"); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			s.heard.set(sent)
+		}
+	case <-ctx.Done():
 	}
 }
 
