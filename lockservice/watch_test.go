@@ -263,3 +263,31 @@ func slowClient(t *testing.T, reg *registry.Client) lockv1.LockServiceClient {
 	t.Cleanup(func() { conn.Close() })
 	return lockv1.NewLockServiceClient(conn)
 }
+
+// TestWatchEndsAtDrain: a Watch stream at a replica that starts draining
+// ends with UNAVAILABLE (its client can watch at another replica), after
+// delivering what it had.
+func TestWatchEndsAtDrain(t *testing.T) {
+	reg := lbtest.Dial(t)
+	r := locktest.StartReplica(t, reg, zktest.Shared(t).Addr(0), "watch-drain", 4*time.Second)
+	c := admin(t, reg)
+	ctx, cancel := context.WithTimeout(loadbalance.WithInstance(context.Background(), r.ID), 30*time.Second)
+	defer cancel()
+	held, err := c.Acquire(ctx, &lockv1.AcquireRequest{Name: "test/watch-drain", Owner: "drainer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := watch(t, c, r.ID, "test/watch-drain")
+	next(t, s, lockv1.LockEvent_TYPE_GRANTED, "test/watch-drain", held.GetLease().GetToken(), "drainer")
+	r.Server.Drain()
+	for {
+		_, err := s.Recv()
+		if err == nil {
+			continue
+		}
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("the stream at a draining replica ended with %v, want Unavailable", err)
+		}
+		return
+	}
+}
