@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/base"
 	"google.golang.org/grpc/resolver"
+
+	"github.com/switchyard-dev/switchyard/loadbalance"
 )
 
 // lockedPicker is the baseline: the same picker behind one mutex, as
@@ -118,7 +121,9 @@ func TestIdleEstimateDecays(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		counts[res.SubConn.(*subConn).n]++
+		// Count by the picker's index: its endpoints come from a map, so
+		// index and SubConn number need not agree.
+		counts[slices.IndexFunc(p.set.Endpoints, func(e loadbalance.Endpoint) bool { return e.SubConn == res.SubConn })]++
 		res.Done(balancer.DoneInfo{})
 	}
 	if counts[0] == 0 {
