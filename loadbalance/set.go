@@ -55,12 +55,10 @@ type Endpoint struct {
 type Set struct {
 	Endpoints []Endpoint
 
-	ids      []string           // instance ids, for affinity
-	subConns []balancer.SubConn // in the order of ids
-	all      []int              // every index
-	local    []int              // indexes in the caller's zone; nil: no preference or none there
-	eject    Ejection
-	known    map[string]*Health // every instance the resolver lists, ready or not, by id
+	all   []int // every index
+	local []int // indexes in the caller's zone; nil: no preference or none there
+	eject Ejection
+	known map[string]*Health // every instance the resolver lists, ready or not, by id
 
 	ejectMu sync.Mutex // serialises ejection decisions (rare), for MaxPercent
 }
@@ -81,8 +79,6 @@ func (t *Tracked) Set(info base.PickerBuildInfo) *Set {
 		e := &s.Endpoints[i]
 		h := e.Health
 		e.Done = func(di balancer.DoneInfo) { s.record(h, di.Err) }
-		s.ids = append(s.ids, e.Record.GetId())
-		s.subConns = append(s.subConns, e.SubConn)
 		s.all = append(s.all, i)
 		if cfg.Zone != "" && e.Record.GetZone() == cfg.Zone {
 			s.local = append(s.local, i)
@@ -102,8 +98,8 @@ func (s *Set) Affine(info balancer.PickInfo) (i int, ok bool, err error) {
 	if !named {
 		return 0, false, nil
 	}
-	for i, have := range s.ids {
-		if have == id {
+	for i := range s.Endpoints {
+		if s.Endpoints[i].Record.GetId() == id {
 			return i, true, nil
 		}
 	}
