@@ -25,7 +25,7 @@ import (
 )
 
 // lockServiceName is the lock service's name in the registry.
-var lockServiceName = lockv1.LockService_ServiceDesc.ServiceName
+var lockServiceName = lockservice.ServiceName
 
 // contenderJSON is a holder or waiter as `yard lock ls` and show print it
 // with -o json: the documented, stable shape, every key always present.

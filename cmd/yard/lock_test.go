@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -23,6 +25,8 @@ type lockReplica struct {
 	*yardProcess
 	id, addr string
 }
+
+var metricsLine = regexp.MustCompile(`^metrics on (http://\S+/metrics)$`)
 
 var servingLine = regexp.MustCompile(`^serving switchyard\.lock\.v1\.LockService as replica (\S+) on (\S+) \(`)
 
@@ -185,10 +189,18 @@ func owners(cs []contenderJSON) []string {
 func TestLockCommands(t *testing.T) {
 	srv := zktest.Start(t)
 	connect := srv.ConnectString()
-	rep := startLockReplica(t, connect, "--id", "lock-a")
+	rep := startLockReplica(t, connect, "--id", "lock-a", "--metrics", "127.0.0.1:0")
 	if rep.id != "lock-a" {
 		t.Fatalf("replica says its id is %q, want lock-a", rep.id)
 	}
+	var metricsURL string
+	rep.readUntil(t, time.After(10*time.Second), "the metrics line", func(t *testing.T, lines []string) bool {
+		m := metricsLine.FindStringSubmatch(lines[len(lines)-1])
+		if m != nil {
+			metricsURL = m[1]
+		}
+		return m != nil
+	})
 
 	t.Run("hold and release", func(t *testing.T) {
 		res := runYard(t, nil, "lock", "acquire", "t/hold", "--hold", "300ms", "--zk", connect)
@@ -235,6 +247,23 @@ func TestLockCommands(t *testing.T) {
 		}
 	})
 
+	// After "hold and release": one grant, one release.
+	t.Run("metrics", func(t *testing.T) {
+		body := scrape(t, metricsURL)
+		for _, want := range []string{
+			"switchyard_lock_grants_total ",
+			`switchyard_lock_ends_total{reason="released"} `,
+			`grpc_server_handled_total{grpc_code="OK",grpc_method="Acquire",grpc_service="switchyard.lock.v1.LockService",grpc_type="unary"} `,
+			"go_goroutines ",
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics has no %q", want)
+			}
+		}
+		if strings.Contains(body, "switchyard_lock_grants_total 0\n") {
+			t.Error("/metrics counts no grant after one acquire")
+		}
+	})
 	t.Run("contention", func(t *testing.T) {
 		const name = "t/queue"
 		alice := startYard(t, "lock", "acquire", name, "--owner", "alice", "--zk", connect, "-o", "json")
@@ -463,6 +492,7 @@ func TestLockBadInput(t *testing.T) {
 		{"neither flag nor env", []string{"SWITCHYARD_ZK="}, []string{"lock", "ls"}, "pass --zk"},
 		{"malformed zk", nil, []string{"lock", "show", "a", "--zk", good + ",:2181"}, "missing host"},
 		{"serve bad listen", nil, []string{"serve", "lock", "--zk", good, "--listen", "nope"}, `--listen "nope"`},
+		{"serve bad metrics", nil, []string{"serve", "lock", "--zk", good, "--metrics", "9090"}, `--metrics "9090": want host:port`},
 		{"serve short session", nil, []string{"serve", "lock", "--zk", good, "--session", "500ms"}, "--session 500ms: want 1s or more"},
 		{"serve bad id", nil, []string{"serve", "lock", "--zk", good, "--id", "a/b"}, "--id: registry: invalid name"},
 		{"serve bad advertise", nil, []string{"serve", "lock", "--zk", good, "--advertise", "host"}, `--advertise "host"`},
@@ -503,4 +533,19 @@ func TestLockBadInput(t *testing.T) {
 		t.Errorf("bad input left lock nodes: %v", left)
 	}
 	rep.stop(t, syscall.SIGTERM)
+}
+
+// scrape returns the body of a GET of url, which must answer 200.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
+	}
+	return string(b)
 }

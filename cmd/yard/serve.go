@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/zkconn"
 	"github.com/switchyard-dev/switchyard/lockservice"
-	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
-	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
 )
@@ -40,6 +42,7 @@ type serveLockFlags struct {
 	listen    string
 	id        string
 	advertise string
+	metrics   string
 	session   time.Duration
 	timeout   time.Duration
 }
@@ -53,6 +56,11 @@ func (f *serveLockFlags) check(cmd *cobra.Command) (string, error) {
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return "", fmt.Errorf("--listen %q: want host:port: %w", f.listen, err)
+	}
+	if f.metrics != "" {
+		if _, _, err := net.SplitHostPort(f.metrics); err != nil {
+			return "", fmt.Errorf("--metrics %q: want host:port: %w", f.metrics, err)
+		}
 	}
 	if f.advertise != "" {
 		host, _, err := net.SplitHostPort(f.advertise)
@@ -123,6 +131,7 @@ and then exits 0.`,
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "address to serve gRPC on (port 0: a free port)")
 	fl.StringVar(&f.id, "id", "", "instance id in the registry, named in every lease (default: the advertised address)")
 	fl.StringVar(&f.advertise, "advertise", "", "address clients are told to dial (default: the listening address)")
+	fl.StringVar(&f.metrics, "metrics", "", "address to serve Prometheus /metrics on, host:port (default: none)")
 	fl.DurationVar(&f.session, "session", 10*time.Second, "ZooKeeper session timeout to ask for; bounds lease validity")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for ZooKeeper sessions at start")
 	return cmd
@@ -162,18 +171,28 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	}
 	defer reg.Close()
 
+	// One registry for the gRPC, lock and process metrics, served on
+	// --metrics until the very end (through the wait for leases to end).
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metricsAddr, stopMetrics, err := serveMetrics(f.metrics, metrics, log)
+	if err != nil {
+		return fmt.Errorf("serve lock: %w", err)
+	}
+	defer stopMetrics()
+
 	cfg := lockservice.DefaultConfig(id)
 	cfg.Logger = log
+	cfg.Metrics = metrics
 	srv, err := lockservice.New(conn, cfg)
 	if err != nil {
 		return fmt.Errorf("serve lock: %w", err)
 	}
-	opts := []rpc.ServerOption{rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(log), rpc.WithMetrics(nil), rpc.WithOnDrain(srv.Drain)}
+	opts := []rpc.ServerOption{rpc.WithMetrics(metrics)}
 	if f.advertise != "" {
 		opts = append(opts, rpc.WithAdvertiseAddress(f.advertise))
 	}
-	rs := rpc.NewServer(reg, opts...)
-	lockv1.RegisterLockServiceServer(rs, srv)
+	rs := srv.RPCServer(reg, opts...)
 
 	served := make(chan error, 1)
 	go func() { served <- rs.Serve(ctx, lis) }()
@@ -182,6 +201,9 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	case <-rs.Ready():
 		fmt.Fprintf(out, "serving %s as replica %s on %s (ZooKeeper %s, session %v); Ctrl-C or SIGTERM drains and stops\n",
 			lockServiceName, id, addr, connect, conn.SessionTimeout())
+		if metricsAddr != "" {
+			fmt.Fprintf(out, "metrics on http://%s/metrics\n", metricsAddr)
+		}
 		serveErr = <-served
 	case serveErr = <-served: // failed to start, or stopped while starting
 	}
@@ -220,4 +242,34 @@ func startError(ctx context.Context, what, connect string, timeout time.Duration
 		return fmt.Errorf("%s: no ZooKeeper session with %s within --timeout %v: %w", what, connect, timeout, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// serveMetrics serves reg's metrics at /metrics on addr ("" serves
+// nothing) until stop, which waits for the HTTP server to end. It
+// returns the address it listens on.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (string, func(), error) {
+	if addr == "" {
+		return "", func() {}, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("--metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("serve lock: metrics server stopped", "err", err)
+		}
+	}()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+	}
+	return lis.Addr().String(), stop, nil
 }

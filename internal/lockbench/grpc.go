@@ -17,7 +17,6 @@ import (
 	"github.com/switchyard-dev/switchyard/lockservice/lockclient"
 	"github.com/switchyard-dev/switchyard/lockservice/zklock"
 	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
-	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
 )
@@ -214,8 +213,7 @@ func startReplica(ctx, setup context.Context, cfg Config, reg *registry.Client, 
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("lockbench: replica: %w", err), closeServer())
 	}
-	rs := rpc.NewServer(reg, rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(cfg.Logger), rpc.WithDrainMargin(drainMargin))
-	lockv1.RegisterLockServiceServer(rs, srv)
+	rs := srv.RPCServer(reg, rpc.WithDrainMargin(drainMargin))
 	// The server lives until stop, not until ctx ends: its drain must
 	// run even when the run is cancelled.
 	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))

@@ -12,14 +12,12 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	"github.com/switchyard-dev/switchyard/lockservice"
 	"github.com/switchyard-dev/switchyard/lockservice/lockclient"
-	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
-	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
 )
 
 // Service is the lock service's name in the registry.
-var Service = lockv1.LockService_ServiceDesc.ServiceName
+var Service = lockservice.ServiceName
 
 // Replica is a lock-service replica serving gRPC on a loopback port,
 // registered in the registry, whose ZooKeeper session runs through a
@@ -70,9 +68,7 @@ func StartReplica(tb testing.TB, reg *registry.Client, zkAddr, id string, sessio
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r.rpc = rpc.NewServer(reg, rpc.WithInstance(&registryv1.Instance{Id: id}), rpc.WithLogger(zktest.Logger(tb)), rpc.WithOnDrain(r.Server.Drain),
-		rpc.WithMetrics(nil), rpc.WithDrainMargin(50*time.Millisecond))
-	lockv1.RegisterLockServiceServer(r.rpc, r.Server)
+	r.rpc = r.Server.RPCServer(reg, rpc.WithMetrics(nil), rpc.WithDrainMargin(50*time.Millisecond))
 	sctx, stop := context.WithCancel(context.Background())
 	r.stop = stop
 	go func() { r.served <- r.rpc.Serve(sctx, lis) }()
