@@ -665,8 +665,10 @@ func (x *DescribeResponse) GetWaiters() []*Contender {
 }
 
 // Contender is one holder or waiter of a lock. It is also what a replica
-// stores, as protojson, in the contender's znode, so that zkCli and other
-// replicas can read it.
+// stores, as binary protobuf, in the contender's znode, so that other
+// replicas and `yard lock show` can read it (binary because encoding it is
+// on every acquire's path; replicas read protojson too, which earlier
+// ones wrote).
 type Contender struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// owner is the AcquireRequest's owner.
