@@ -10,6 +10,9 @@ import (
 // ServiceName is the lock service's name in the registry and on the wire.
 var ServiceName = lockv1.LockService_ServiceDesc.ServiceName
 
+// Replica returns the replica's id, which every lease it grants names.
+func (s *Server) Replica() string { return s.cfg.Replica }
+
 // RPCServer returns the replica's gRPC front door: an rpc.Server serving s
 // as ServiceName, registered in reg under s's replica id (the id every
 // lease names, so that instance affinity reaches the replica holding a

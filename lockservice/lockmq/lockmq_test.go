@@ -1,0 +1,290 @@
+package lockmq_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/switchyard-dev/switchyard/internal/lbtest"
+	"github.com/switchyard-dev/switchyard/internal/locktest"
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+	"github.com/switchyard-dev/switchyard/lockservice/lockclient"
+	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
+	"github.com/switchyard-dev/switchyard/mq"
+	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
+)
+
+func TestMain(m *testing.M) { zktest.Main(m) }
+
+// stack is NATS, ZooKeeper and lock-service replicas, each with its NATS
+// front door.
+type stack struct {
+	url      string
+	replicas []*locktest.Replica
+	doors    []*lockmq.Door
+}
+
+func startStack(t *testing.T, ids ...string) *stack {
+	t.Helper()
+	ns := natstest.Start(t)
+	reg := lbtest.Dial(t)
+	zkAddr := zktest.Shared(t).Addr(0)
+	st := &stack{url: ns.ClientURL()}
+	for _, id := range ids {
+		r := locktest.StartReplica(t, reg, zkAddr, id, 4*time.Second)
+		d, err := lockmq.Serve(natstest.Connect(t, st.url), r.Server, lockmq.WithLogger(zktest.Logger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := d.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		st.replicas = append(st.replicas, r)
+		st.doors = append(st.doors, d)
+	}
+	return st
+}
+
+// TestConformanceNATS runs the lock service's conformance suite, unchanged,
+// over NATS against two replicas in one queue group.
+func TestConformanceNATS(t *testing.T) {
+	st := startStack(t, "nats-one", "nats-two")
+	nc := natstest.Connect(t, st.url)
+	locktest.Run(t, locktest.Harness{
+		Transport: func(tb testing.TB) lockclient.Transport {
+			return lockmq.Transport(natstest.Connect(tb, st.url))
+		},
+		Describe: func(ctx context.Context, name string) (*lockv1.DescribeResponse, error) {
+			return lockmq.Describe(ctx, nc, name)
+		},
+	})
+}
+
+// TestJSONLikeTheCLI talks to the front door as `nats req` would: raw
+// JSON bytes with a Content-Type header, JSON back.
+func TestJSONLikeTheCLI(t *testing.T) {
+	st := startStack(t, "json-one")
+	nc := natstest.Connect(t, st.url)
+	req := func(subject, body string, hdr ...string) (*nats.Msg, map[string]any) {
+		t.Helper()
+		m := nats.NewMsg(subject)
+		m.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			m.Header.Set(hdr[i], hdr[i+1])
+		}
+		m.Data = []byte(body)
+		reply, err := nc.RequestMsg(m, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+		if ct := reply.Header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("%s: reply Content-Type %q, want application/json", subject, ct)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(reply.Data, &out); err != nil {
+			t.Fatalf("%s: reply is not JSON: %v: %q", subject, err, reply.Data)
+		}
+		return reply, out
+	}
+
+	reply, got := req(lockmq.TryAcquireSubject, `{"name":"orders/42","ttl":"10s"}`, "Switchyard-Timeout", "5s")
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		t.Fatalf("try_acquire: error %s %s", code, reply.Header.Get(micro.ErrorHeader))
+	}
+	lease, _ := got["lease"].(map[string]any)
+	if lease["name"] != "orders/42" || lease["replica"] != "json-one" || lease["token"] == nil || lease["leaseId"] == nil {
+		t.Fatalf("try_acquire answered %v, want a lease of orders/42 at json-one with a token and a lease id", got)
+	}
+
+	// Held: a second try-lock is ABORTED, as a JSON google.rpc.Status.
+	reply, got = req(lockmq.TryAcquireSubject, `{"name":"orders/42"}`)
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "10" {
+		t.Fatalf("second try_acquire: error code %q (%v), want 10 (ABORTED)", code, got)
+	}
+	if msg, _ := got["message"].(string); msg == "" || got["code"] != float64(codes.Aborted) {
+		t.Errorf("second try_acquire's status body %v, want code 10 and a message", got)
+	}
+
+	_, got = req(lockmq.DescribeSubject, `{"name":"orders/42"}`)
+	if holder, _ := got["holder"].(map[string]any); holder["token"] != lease["token"] {
+		t.Errorf("describe answered %v, want the holder with token %v", got, lease["token"])
+	}
+
+	rel := `{"name":"orders/42","leaseId":"` + lease["leaseId"].(string) + `","token":"` + lease["token"].(string) + `"}`
+	reply, got = req(lockmq.ReplicaSubject("json-one", lockmq.OpRelease), rel)
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		t.Fatalf("release: error %s %v", code, got)
+	}
+	reply, _ = req(lockmq.ReplicaSubject("json-one", lockmq.OpRelease), rel)
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "9" {
+		t.Errorf("second release: error code %q, want 9 (FAILED_PRECONDITION)", code)
+	}
+}
+
+// TestBadInput sends what a careless or hostile client might: every one
+// gets a clear error reply (or, with no reply subject, is dropped), none
+// is granted, and the door keeps serving.
+func TestBadInput(t *testing.T) {
+	st := startStack(t, "bad-one")
+	nc := natstest.Connect(t, st.url)
+	tests := []struct {
+		name    string
+		subject string
+		ct      string
+		body    string
+		hdr     map[string]string
+		want    codes.Code
+	}{
+		{"garbage protobuf", lockmq.AcquireSubject, "", "\xff\xff\xff\xff", nil, codes.InvalidArgument},
+		{"bad json", lockmq.AcquireSubject, "application/json", `{"name":`, nil, codes.InvalidArgument},
+		{"unknown field", lockmq.TryAcquireSubject, "application/json", `{"name":"bad/x","color":"red"}`, nil, codes.InvalidArgument},
+		{"wrong content type", lockmq.TryAcquireSubject, "text/plain", `name=bad/x`, nil, codes.InvalidArgument},
+		{"bad name", lockmq.TryAcquireSubject, "application/json", `{"name":"/abs"}`, nil, codes.InvalidArgument},
+		{"dotdot name", lockmq.TryAcquireSubject, "application/json", `{"name":"a/../b"}`, nil, codes.InvalidArgument},
+		{"ttl out of range", lockmq.TryAcquireSubject, "application/json", `{"name":"bad/x","ttl":"3600s"}`, nil, codes.InvalidArgument},
+		{"bad deadline", lockmq.TryAcquireSubject, "application/json", `{"name":"bad/x"}`, map[string]string{"Switchyard-Deadline": "tomorrow"}, codes.InvalidArgument},
+		{"deadline past", lockmq.TryAcquireSubject, "application/json", `{"name":"bad/x"}`, map[string]string{"Switchyard-Deadline": "2001-01-01T00:00:00Z"}, codes.DeadlineExceeded},
+		{"request ids differ", lockmq.TryAcquireSubject, "application/json", `{"name":"bad/x","requestId":"a"}`, map[string]string{"Switchyard-Request-Id": "b"}, codes.InvalidArgument},
+		{"unknown lease", lockmq.ReplicaSubject("bad-one", lockmq.OpRelease), "application/json", `{"name":"bad/x","leaseId":"00","token":"1"}`, nil, codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := nats.NewMsg(tt.subject)
+			if tt.ct != "" {
+				m.Header.Set("Content-Type", tt.ct)
+			}
+			for k, v := range tt.hdr {
+				m.Header.Set(k, v)
+			}
+			m.Data = []byte(tt.body)
+			reply, err := nc.RequestMsg(m, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code := status.Code(mq.StatusFromMsg(reply)); code != tt.want {
+				t.Errorf("code %v (%v), want %v", code, mq.StatusFromMsg(reply), tt.want)
+			}
+		})
+	}
+
+	t.Run("no reply subject", func(t *testing.T) {
+		m := nats.NewMsg(lockmq.AcquireSubject)
+		m.Header.Set("Content-Type", "application/json")
+		m.Data = []byte(`{"name":"bad/noreply","wait":true}`)
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// The door keeps serving, and nothing was granted for the request.
+		d, err := lockmq.Describe(ctx, nc, "bad/noreply")
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("describe after a request without reply subject: %v %v, want NOT_FOUND", d, err)
+		}
+	})
+
+	t.Run("gone replica", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := mq.Request(ctx, nc, lockmq.ReplicaSubject("no-such-replica", lockmq.OpKeepAlive),
+			&lockv1.KeepAliveRequest{Name: "bad/x", LeaseId: "00", Token: 1}, &lockv1.KeepAliveResponse{})
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "no responders") {
+			t.Errorf("keep-alive at a replica that is gone: %v, want UNAVAILABLE (no responders)", err)
+		}
+	})
+
+	t.Run("oversized", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := mq.Request(ctx, nc, lockmq.AcquireSubject,
+			&lockv1.AcquireRequest{Name: strings.Repeat("x", int(nc.MaxPayload())+1)}, &lockv1.AcquireResponse{})
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("an acquire over the server's max payload: %v, want RESOURCE_EXHAUSTED", err)
+		}
+	})
+}
+
+// TestMicroDiscovery checks that `nats micro info` would find the door:
+// the micro service answers $SRV.INFO with every subject.
+func TestMicroDiscovery(t *testing.T) {
+	st := startStack(t, "micro-one")
+	nc := natstest.Connect(t, st.url)
+	subject, err := micro.ControlSubject(micro.InfoVerb, lockmq.ServiceName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := nc.Request(subject, nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info micro.Info
+	if err := json.Unmarshal(reply.Data, &info); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range info.Endpoints {
+		got[e.Subject] = true
+		if e.Metadata["request"] == "" || e.Metadata["response"] == "" {
+			t.Errorf("endpoint %s names no request or response message: %v", e.Subject, e.Metadata)
+		}
+	}
+	for _, want := range []string{
+		lockmq.AcquireSubject, lockmq.TryAcquireSubject, lockmq.DescribeSubject, lockmq.ListSubject,
+		lockmq.ReplicaSubject("micro-one", lockmq.OpAcquire),
+		lockmq.ReplicaSubject("micro-one", lockmq.OpKeepAlive),
+		lockmq.ReplicaSubject("micro-one", lockmq.OpRelease),
+	} {
+		if !got[want] {
+			t.Errorf("$SRV.INFO has no endpoint %s (has %v)", want, got)
+		}
+	}
+	if info.Metadata["replica"] != "micro-one" {
+		t.Errorf("service metadata %v, want replica micro-one", info.Metadata)
+	}
+}
+
+func TestToken(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"orders/42", "orders/42"},
+		{"a.b", "a%2Eb"},
+		{"127.0.0.1:7070", "127%2E0%2E0%2E1:7070"},
+		{"x*y>z", "x%2Ay%3Ez"},
+		{"100%", "100%25"},
+		{"sp ace", "sp%20ace"},
+		{"héllo", "h%C3%A9llo"},
+		{"", "%"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got := lockmq.Token(tt.in)
+			if got != tt.want {
+				t.Errorf("Token(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			back, err := lockmq.Untoken(got)
+			if err != nil || back != tt.in {
+				t.Errorf("Untoken(%q) = %q, %v, want %q", got, back, err, tt.in)
+			}
+		})
+	}
+	for _, bad := range []string{"%", "%G0", "a%2", "%C3"} {
+		if bad == "%" {
+			continue // Token("")
+		}
+		if got, err := lockmq.Untoken(bad); err == nil {
+			t.Errorf("Untoken(%q) = %q, want an error", bad, got)
+		}
+	}
+}
