@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -430,6 +431,8 @@ func (p *cpuProfile) Close() error {
 type benchLockFlags struct {
 	benchFlags
 	waiters int
+	via     []string
+	nats    string
 }
 
 // config checks the flags, with messages that name them, and returns the
@@ -449,6 +452,21 @@ func (f *benchLockFlags) config(cmd *cobra.Command) (lockbench.Config, error) {
 		return cfg, fmt.Errorf("--timeout %v: want a positive duration", f.timeout)
 	}
 	cfg.Duration, cfg.Warmup, cfg.Rounds, cfg.Waiters, cfg.SetupTimeout = f.duration, f.warmup, f.rounds, f.waiters, f.timeout
+	for _, v := range f.via {
+		if v != lockbench.SideGRPC && v != lockbench.SideNATS {
+			return cfg, fmt.Errorf("--via %q: want grpc or nats (or both: grpc,nats)", v)
+		}
+	}
+	cfg.Via = f.via
+	if f.nats != "" {
+		if !slices.Contains(f.via, lockbench.SideNATS) {
+			return cfg, errors.New("--nats names the NATS server of the NATS side: give --via nats too")
+		}
+		if _, err := url.Parse(f.nats); err != nil || !strings.Contains(f.nats, "://") {
+			return cfg, fmt.Errorf("--nats %q: want a URL such as nats://127.0.0.1:4222", f.nats)
+		}
+	}
+	cfg.NATS = f.nats
 	check := cfg
 	if check.ZK == "" {
 		check.ZK = "started later" // Validate wants one; the rest is what counts here
@@ -473,11 +491,15 @@ service costs over the ZooKeeper round trips it cannot avoid:
           service: one replica (lockservice.Server on a ZooKeeper session of
           its own, rpc.NewServer, registered) and one rpc.NewClient
           connection (zk:///, p2c_ewma) carrying the Go client's transport
+  nats    with --via nats: the same acquire and release through the same
+          replica's NATS front door (lockmq), on one NATS connection
+          (--nats, or a server embedded in this process)
 
 At concurrency c, c callers each cycle in a closed loop on a znode or lock
 name of their own: one at c=1, 64 distinct ones at c=64. A phase runs one
 side for --warmup and then a measured --duration window; for each
-concurrency the sides run --rounds phases each in ABBA order, and each
+concurrency the sides run --rounds phases each in ABBA order (ABC CBA
+with three), and each
 figure is the median of the rounds'.
 
 Then the handoffs: a holder and --waiters waiters, each its own acquire in
@@ -490,7 +512,8 @@ of reach, and ZooKeeper counts sessions, not the contenders in them.
 
 Issue #5's goals: an acquire+release at most 1.3 times a raw pair's p50 at
 c=1, at least 0.8 of raw pairs/s at c=64, and exactly one wake-up per
-release. Each is marked met or missed. A missed goal is a finding, not a
+release; issue #6's, with --via nats: NATS's p50 at most 1.5 times gRPC's
+at c=1. Each is marked met or missed. A missed goal is a finding, not a
 failure: the exit status is 0 unless the run fails (any failed cycle or
 handoff fails it).
 
@@ -502,12 +525,15 @@ four-letter word wchc.
 --json prints one object, every key always present:
 
   raw_zk, grpc  {"c1": CELL, "c64": CELL}, keyed by "c" + concurrency
+  nats          the same, only with --via nats
       CELL      {"ops_per_s", "p50_us", "p99_us": medians of the rounds,
                  "ops": cycles timed, "errors": 0, "cpu_us_per_op": this
                  process's CPU (not ZooKeeper's), "rounds": [...]}
   ratio         {"grpc_p50_c1", "grpc_ops_c64", "grpc_ops_c1",
                  "grpc_p50_c64", "grpc_p99_c1", "grpc_p99_c64",
-                 "grpc_cpu_per_op_c1", "grpc_cpu_per_op_c64"}: grpc / raw
+                 "grpc_cpu_per_op_c1", "grpc_cpu_per_op_c64"}: grpc / raw;
+                with --via nats also "nats_vs_grpc_ops_c1", "nats_vs_grpc_p50_c1",
+                "nats_vs_grpc_p99_c1" and the same at c64: nats / grpc
   handoff       {"p50_us", "p99_us": through the service, medians of the
                  rounds; "wakeups_per_release": "wakeups" / "releases" of
                  the zklock runs; "zklock_p50_us", "zklock_p99_us";
@@ -563,6 +589,8 @@ phase=handoff, c=N for the callers):
 	fl.DurationVar(&f.warmup, "warmup", def.Warmup, "untimed cycles before each window")
 	fl.IntVar(&f.rounds, "rounds", def.Rounds, "phases per side and concurrency, and handoff runs per side, alternating the sides")
 	fl.IntVar(&f.waiters, "waiters", def.Waiters, "waiters queued behind the holder in each handoff run")
+	fl.StringSliceVar(&f.via, "via", []string{lockbench.SideGRPC}, "transports to measure beside raw ZooKeeper: grpc, and nats too with --via nats (or grpc,nats)")
+	fl.StringVar(&f.nats, "nats", "", "NATS server URL for --via nats (default: one embedded in this process)")
 	fl.DurationVar(&f.timeout, "timeout", def.SetupTimeout, "how long to wait for a ZooKeeper session, each side to be ready, and each handoff run")
 	return cmd
 }
@@ -571,7 +599,11 @@ phase=handoff, c=N for the callers):
 // and the wake-ups with their goals.
 func writeBenchLock(w io.Writer, res lockbench.Result) error {
 	cfg := res.Config
-	fmt.Fprintln(w, "Lock cycles: raw ZooKeeper create+delete pairs vs. acquire+release through the gRPC lock service")
+	title := "Lock cycles: raw ZooKeeper create+delete pairs vs. acquire+release through the gRPC lock service"
+	if res.NATS != nil {
+		title += " and its NATS front door (same replica)"
+	}
+	fmt.Fprintln(w, title)
 	fmt.Fprintf(w, "one ZooKeeper session per side, %d replica; %s\n\n", cfg.Replicas, benchSchedule(cfg.Rounds, cfg.DurationMS, cfg.WarmupMS))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -581,8 +613,11 @@ func writeBenchLock(w io.Writer, res lockbench.Result) error {
 		for _, side := range []struct {
 			name  string
 			cells map[string]lockbench.Cell
-		}{{lockbench.SideRaw, res.RawZK}, {lockbench.SideGRPC, res.GRPC}} {
-			cell := side.cells[k]
+		}{{lockbench.SideRaw, res.RawZK}, {lockbench.SideGRPC, res.GRPC}, {lockbench.SideNATS, res.NATS}} {
+			cell, ok := side.cells[k]
+			if !ok {
+				continue
+			}
 			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%s\t%s\t%.2fµs\t%d\n", side.name, c, cell.OpsPerS,
 				latency(cell.P50us), latency(cell.P99us), cell.CPUusPerOp, cell.Ops)
 		}
@@ -625,6 +660,20 @@ func writeBenchLock(w io.Writer, res lockbench.Result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "(%d wake-ups for %d releases with a waiter, counted by zklock.Locker.Stats)\n", h.Wakeups, h.Releases)
-	return err
+	if _, err := fmt.Fprintf(w, "(%d wake-ups for %d releases with a waiter, counted by zklock.Locker.Stats)\n", h.Wakeups, h.Releases); err != nil {
+		return err
+	}
+	if res.NATS == nil {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NATS/GRPC\tRATIO\tGOAL")
+	for _, figure := range []struct{ key, label string }{{"ops", "ops/s"}, {"p50", "p50"}, {"p99", "p99"}} {
+		for _, c := range cfg.Concurrency {
+			k := "nats_vs_grpc_" + figure.key + "_" + benchrun.CellKey(c)
+			fmt.Fprintf(tw, "%s c=%d\t%.3f\t%s\n", figure.label, c, res.Ratio[k], verdict("ratio."+k))
+		}
+	}
+	return tw.Flush()
 }

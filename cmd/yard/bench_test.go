@@ -115,6 +115,9 @@ func TestBenchRPCBadInput(t *testing.T) {
 		{"huge concurrency", []string{"--zk", good, "--concurrency", "100000"}, "concurrency 100000: want 1 to 4096"},
 		{"negative payload", []string{"--zk", good, "--payload", "-1"}, "--payload -1"},
 		{"zero timeout", []string{"--zk", good, "--timeout", "0s"}, "--timeout 0s"},
+		{"unknown transport", []string{"--zk", good, "--via", "grpc,udp"}, `--via "udp": want grpc or nats`},
+		{"nats without via nats", []string{"--zk", good, "--nats", "nats://127.0.0.1:4222"}, "give --via nats too"},
+		{"nats not a URL", []string{"--zk", good, "--via", "nats", "--nats", "127.0.0.1:4222"}, `--nats "127.0.0.1:4222": want a URL`},
 		{"empty zk", []string{"--zk", ""}, "empty connect string"},
 		{"malformed zk", []string{"--zk", good + ",:2181"}, "missing host"},
 		{"profile in a missing directory", []string{"--zk", good, "--cpuprofile", filepath.Join(t.TempDir(), "no", "cpu.prof")}, "--cpuprofile"},
@@ -131,32 +134,33 @@ func TestBenchRPCBadInput(t *testing.T) {
 // run.
 var benchLockSmall = []string{"--duration", "200ms", "--warmup", "50ms", "--rounds", "2", "--waiters", "10"}
 
-// TestBenchLockJSON runs `yard bench lock --json` against the test's
-// ZooKeeper and checks the keys issue #5 fixes, that cycles were made with
-// no error, that each release woke exactly one waiter, and that the
-// progress went to stderr, not into the JSON. It does not judge the
-// timings.
+// TestBenchLockJSON runs `yard bench lock --via grpc,nats --json` against
+// the test's ZooKeeper and checks the keys issues #5 and #6 fix, that
+// cycles were made with no error on every side, that each release woke
+// exactly one waiter, and that the progress went to stderr, not into the
+// JSON. It does not judge the timings.
 func TestBenchLockJSON(t *testing.T) {
 	var doc struct {
 		Raw     map[string]map[string]any `json:"raw_zk"`
 		GRPC    map[string]map[string]any `json:"grpc"`
+		NATS    map[string]map[string]any `json:"nats"`
 		Ratio   map[string]any            `json:"ratio"`
 		Handoff map[string]any            `json:"handoff"`
 		Goals   []map[string]any          `json:"goals"`
 	}
-	res := runBenchJSON(t, "lock", benchLockSmall, &doc)
-	benchruntest.CheckCells(t, res.stdout, map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC},
+	res := runBenchJSON(t, "lock", append([]string{"--via", "grpc,nats"}, benchLockSmall...), &doc)
+	benchruntest.CheckCells(t, res.stdout, map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC, "nats": doc.NATS},
 		"ops_per_s", "p50_us", "p99_us", "ops")
-	benchruntest.CheckPositive(t, res.stdout, "ratio", doc.Ratio, "grpc_p50_c1", "grpc_ops_c64")
+	benchruntest.CheckPositive(t, res.stdout, "ratio", doc.Ratio, "grpc_p50_c1", "grpc_ops_c64", "nats_vs_grpc_p50_c1")
 	benchruntest.CheckPositive(t, res.stdout, "handoff", doc.Handoff, "p50_us", "p99_us")
 	if w := doc.Handoff["wakeups_per_release"]; w != 1.0 || doc.Handoff["releases"] != 20.0 {
 		t.Errorf("handoff.wakeups_per_release = %v over %v releases, want exactly 1 over 20 (2 rounds × 10 waiters)", w, doc.Handoff["releases"])
 	}
-	if len(doc.Goals) != 3 {
-		t.Errorf("goals %v, want grpc_p50_c1, grpc_ops_c64 and wakeups_per_release", doc.Goals)
+	if len(doc.Goals) != 4 {
+		t.Errorf("goals %v, want grpc_p50_c1, grpc_ops_c64, nats_vs_grpc_p50_c1 and wakeups_per_release", doc.Goals)
 	}
-	if n := strings.Count(res.stderr, "round "); n != 12 {
-		t.Errorf("stderr has %d progress lines, want 12 (2 sides × 2 concurrencies × 2 rounds, 2 handoff sides × 2 rounds):\n%s", n, res.stderr)
+	if n := strings.Count(res.stderr, "round "); n != 16 {
+		t.Errorf("stderr has %d progress lines, want 16 (3 sides × 2 concurrencies × 2 rounds, 2 handoff sides × 2 rounds):\n%s", n, res.stderr)
 	}
 }
 
@@ -169,13 +173,15 @@ func TestWriteBenchLock(t *testing.T) {
 	res := lockbench.Result{
 		RawZK: map[string]lockbench.Cell{"c1": cell(2000, 480), "c64": cell(30000, 2100)},
 		GRPC:  map[string]lockbench.Cell{"c1": cell(1000, 960), "c64": cell(15000, 4200)},
-		Ratio: map[string]float64{"grpc_ops_c1": 0.5, "grpc_ops_c64": 0.5, "grpc_p50_c1": 2, "grpc_p50_c64": 2},
+		NATS:  map[string]lockbench.Cell{"c1": cell(900, 1100), "c64": cell(14000, 4500)},
+		Ratio: map[string]float64{"grpc_ops_c1": 0.5, "grpc_ops_c64": 0.5, "grpc_p50_c1": 2, "grpc_p50_c64": 2, "nats_vs_grpc_p50_c1": 1.146},
 		Handoff: lockbench.Handoff{P50us: 1500, P99us: 3100, ZKLockP50us: 900, ZKLockP99us: 1200,
 			WakeupsPerRelease: 1, Wakeups: 300, Releases: 300, Waiters: 100},
 		Goals: []lockbench.Goal{
 			{Figure: "ratio.grpc_p50_c1", Op: "<=", Limit: 1.3, Value: 2, Met: false},
 			{Figure: "ratio.grpc_ops_c64", Op: ">=", Limit: 0.8, Value: 0.5, Met: false},
 			{Figure: "handoff.wakeups_per_release", Op: "==", Limit: 1, Value: 1, Met: true},
+			{Figure: "ratio.nats_vs_grpc_p50_c1", Op: "<=", Limit: 1.5, Value: 1.146, Met: true},
 		},
 		Config: lockbench.ResultConfig{DurationMS: 3000, WarmupMS: 500, Rounds: 3, Concurrency: []int{1, 64}, Waiters: 100, Replicas: 1},
 	}
@@ -185,19 +191,20 @@ func TestWriteBenchLock(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{"SIDE", "OPS/S", "HANDOFF", "GRPC/RAW", "p50 c=1", "ops/s c=64", "wake-ups/release",
-		"≤ 1.30  missed", "≥ 0.80  missed", "= 1.00  met", "300 wake-ups for 300 releases", "1.50ms", "480.0µs"} {
+		"≤ 1.30  missed", "≥ 0.80  missed", "= 1.00  met", "300 wake-ups for 300 releases", "1.50ms", "480.0µs",
+		"NATS/GRPC", "1.146  ≤ 1.50  met"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output has no %q:\n%s", want, out)
 		}
 	}
 	rows := 0
 	for line := range strings.SplitSeq(out, "\n") {
-		if strings.HasPrefix(line, "raw_zk ") || strings.HasPrefix(line, "grpc ") || strings.HasPrefix(line, "zklock ") {
+		if strings.HasPrefix(line, "raw_zk ") || strings.HasPrefix(line, "grpc ") || strings.HasPrefix(line, "nats ") || strings.HasPrefix(line, "zklock ") {
 			rows++
 		}
 	}
-	if rows != 6 {
-		t.Errorf("%d rows, want raw_zk and grpc at c=1 and c=64, and grpc and zklock handoffs:\n%s", rows, out)
+	if rows != 8 {
+		t.Errorf("%d rows, want raw_zk, grpc and nats at c=1 and c=64, and grpc and zklock handoffs:\n%s", rows, out)
 	}
 }
 

@@ -61,6 +61,23 @@ func TestAlternate(t *testing.T) {
 	}
 }
 
+func TestAlternateAll(t *testing.T) {
+	var phases []string
+	res, err := benchrun.AlternateAll([]int{1}, 2, []string{"a", "b", "c"}, func(s string, c, i int) (string, error) {
+		phases = append(phases, fmt.Sprintf("%s r%d", s, i))
+		return s, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a r0", "b r0", "c r0", "c r1", "b r1", "a r1"}; !slices.Equal(phases, want) {
+		t.Errorf("phases ran in the order %q, want %q", phases, want)
+	}
+	if len(res) != 3 || len(res["c"]["c1"]) != 2 {
+		t.Errorf("results %v, want 2 rounds of each of 3 sides", res)
+	}
+}
+
 func TestABBA(t *testing.T) {
 	for i, want := range [][]string{{"a", "b"}, {"b", "a"}, {"a", "b"}, {"b", "a"}} {
 		if got := benchrun.ABBA("a", "b", i); !slices.Equal(got, want) {

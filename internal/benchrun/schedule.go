@@ -3,6 +3,7 @@ package benchrun
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -32,11 +33,25 @@ func ABBA[S any](a, b S, i int) []S {
 // first error phase returns, and returns that error. a and b must be
 // distinct.
 func Alternate[S comparable, R any](concurrency []int, rounds int, a, b S, phase func(side S, c, i int) (R, error)) (map[S]map[string][]R, error) {
-	out := map[S]map[string][]R{a: {}, b: {}}
+	return AlternateAll(concurrency, rounds, []S{a, b}, phase)
+}
+
+// AlternateAll is Alternate for any number of distinct sides: in even
+// rounds they run in the order given, in odd ones in the reverse order,
+// so that a steady drift affects them all alike (ABBA for two).
+func AlternateAll[S comparable, R any](concurrency []int, rounds int, sides []S, phase func(side S, c, i int) (R, error)) (map[S]map[string][]R, error) {
+	out := make(map[S]map[string][]R, len(sides))
+	for _, s := range sides {
+		out[s] = map[string][]R{}
+	}
 	for _, c := range concurrency {
 		k := CellKey(c)
 		for i := range rounds {
-			for _, s := range ABBA(a, b, i) {
+			order := slices.Clone(sides)
+			if i%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, s := range order {
 				r, err := phase(s, c, i)
 				if err != nil {
 					return nil, err

@@ -46,6 +46,12 @@ type Config struct {
 	// cycle, and each handoff run from its first acquire to its last
 	// release.
 	SetupTimeout time.Duration
+	// Via lists the transports measured beside raw ZooKeeper: SideGRPC
+	// always, and SideNATS if listed (nil: gRPC alone).
+	Via []string
+	// NATS is the URL of the NATS server the NATS side uses; empty: one
+	// embedded in this process for the run.
+	NATS string
 	// Logger receives the replica's, the registry's and the RPC stack's
 	// logs (nil: slog.Default()). The stack logs successful calls at
 	// debug level, so a logger that enables debug adds its cost to every
@@ -94,6 +100,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: session timeout %v: want a positive duration", ErrConfig, c.SessionTimeout)
 	case c.SetupTimeout <= 0:
 		return fmt.Errorf("%w: setup timeout %v: want a positive duration", ErrConfig, c.SetupTimeout)
+	}
+	for _, v := range c.Via {
+		if v != SideGRPC && v != SideNATS {
+			return fmt.Errorf("%w: via %q: want %s or %s", ErrConfig, v, SideGRPC, SideNATS)
+		}
 	}
 	if err := benchrun.CheckConcurrency(c.Concurrency); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)

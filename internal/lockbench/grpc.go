@@ -32,11 +32,14 @@ const releaseTimeout = 10 * time.Second
 // owner is the contenders' owner, as Describe shows it.
 const owner = "lockbench"
 
-// grpcSide is the lock service: one replica, and one ClientConn to it
-// through the registry (rpc.NewClient: zk:///, p2c_ewma, the default
-// interceptors) shared by all workers, carrying lockclient's gRPC
-// transport — the calls lockclient makes, without its watchdog.
-type grpcSide struct {
+// serviceSide is the lock service through one of its transports — the
+// calls lockclient makes, without its watchdog. The gRPC side is one
+// replica and one ClientConn to it through the registry (rpc.NewClient:
+// zk:///, p2c_ewma, the default interceptors) shared by all workers; the
+// NATS side (nats.go) is the same replica's NATS front door and one NATS
+// connection shared by all workers.
+type serviceSide struct {
+	side    string // SideGRPC or SideNATS
 	replica *replica
 	t       lockclient.Transport
 	client  lockv1.LockServiceClient
@@ -48,11 +51,11 @@ type grpcSide struct {
 	stop      func() error
 }
 
-var _ cycler = (*grpcSide)(nil)
+var _ cycler = (*serviceSide)(nil)
 
 // startGRPC starts the replica and the client, and proves the path with
 // one cycle. ctx carries the side's labels; setup bounds the start.
-func startGRPC(ctx, setup context.Context, cfg Config, run string) (_ *grpcSide, err error) {
+func startGRPC(ctx, setup context.Context, cfg Config, run string) (_ *serviceSide, err error) {
 	reg, err := registry.Dial(setup, cfg.ZK, registry.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, dialError(setup, cfg, err)
@@ -90,7 +93,8 @@ func startGRPC(ctx, setup context.Context, cfg Config, run string) (_ *grpcSide,
 		return nil, fmt.Errorf("lockbench: %s client: %w", SideGRPC, err)
 	}
 	stops = append(stops, conn.Close)
-	s := &grpcSide{
+	s := &serviceSide{
+		side:      SideGRPC,
 		replica:   rep,
 		t:         lockclient.GRPC(conn),
 		client:    lockv1.NewLockServiceClient(conn),
@@ -111,15 +115,15 @@ func startGRPC(ctx, setup context.Context, cfg Config, run string) (_ *grpcSide,
 	return s, nil
 }
 
-func (s *grpcSide) name() string { return SideGRPC }
+func (s *serviceSide) name() string { return s.side }
 
-func (s *grpcSide) request(name string) *lockv1.AcquireRequest {
+func (s *serviceSide) request(name string) *lockv1.AcquireRequest {
 	return &lockv1.AcquireRequest{Name: name, Ttl: s.ttl, Wait: true, RequestId: randomHex(16), Owner: owner}
 }
 
 // cycle acquires a lock of the worker's own — one name for c=1, c
 // distinct ones at c — and releases it.
-func (s *grpcSide) cycle(c, i int) func(context.Context) error {
+func (s *serviceSide) cycle(c, i int) func(context.Context) error {
 	name := s.prefix + "c" + strconv.Itoa(c) + "-" + strconv.Itoa(i)
 	return func(ctx context.Context) error {
 		lease, err := s.acquire(ctx, name)
@@ -132,7 +136,7 @@ func (s *grpcSide) cycle(c, i int) func(context.Context) error {
 
 // acquire waits for the lock name and checks that the benchmark's replica
 // granted it.
-func (s *grpcSide) acquire(ctx context.Context, name string) (*lockv1.Lease, error) {
+func (s *serviceSide) acquire(ctx context.Context, name string) (*lockv1.Lease, error) {
 	lease, err := s.t.Acquire(ctx, s.request(name))
 	if err != nil {
 		return nil, fmt.Errorf("acquire %q: %w", name, err)
@@ -146,7 +150,7 @@ func (s *grpcSide) acquire(ctx context.Context, name string) (*lockv1.Lease, err
 
 // release releases a lease, to the end even if ctx ends (within
 // releaseTimeout).
-func (s *grpcSide) release(ctx context.Context, lease *lockv1.Lease) error {
+func (s *serviceSide) release(ctx context.Context, lease *lockv1.Lease) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	if err := s.t.Release(ctx, lease); err != nil {
@@ -159,15 +163,15 @@ func (s *grpcSide) release(ctx context.Context, lease *lockv1.Lease) error {
 // from ZooKeeper, and the waiters' watches are those of the replica's
 // session, which also holds the holder's watch on its own node: that the
 // first waiter watches the holder's node cannot be told apart from it.
-func (s *grpcSide) handoff(ctx context.Context, name string, n int, timeout time.Duration) ([]time.Duration, error) {
+func (s *serviceSide) handoff(ctx context.Context, name string, n int, timeout time.Duration) ([]time.Duration, error) {
 	return runHandoff(ctx, grpcLocks{s}, queueCheck{locker: s.describer, conn: s.replica.conn}, name, n, timeout)
 }
 
 // wakeups is 0: the replica's zklock.Locker is not reachable from here.
-func (s *grpcSide) wakeups() uint64 { return 0 }
+func (s *serviceSide) wakeups() uint64 { return 0 }
 
 // grpcLocks is the lock service as handoff runs use it.
-type grpcLocks struct{ s *grpcSide }
+type grpcLocks struct{ s *serviceSide }
 
 func (g grpcLocks) hold(ctx context.Context, name string) (*lockv1.Lease, error) {
 	return g.s.acquire(ctx, name)
@@ -187,8 +191,9 @@ func (g grpcLocks) token(l *lockv1.Lease) uint64 { return l.GetToken() }
 // rpc.NewServer on a loopback port and registered in the registry as
 // instance id.
 type replica struct {
-	id   string
-	conn *zkconn.Conn
+	id     string
+	conn   *zkconn.Conn
+	server *lockservice.Server
 	stop func() error // stops serving (deregistering), closes the server, then the session
 }
 
@@ -220,7 +225,7 @@ func startReplica(ctx, setup context.Context, cfg Config, reg *registry.Client, 
 	var serveErr error
 	served := make(chan struct{})
 	go func() { defer close(served); serveErr = rs.Serve(serveCtx, lis) }()
-	r := &replica{id: id, conn: conn, stop: func() error {
+	r := &replica{id: id, conn: conn, server: srv, stop: func() error {
 		stopServing()
 		<-served
 		if serveErr != nil {

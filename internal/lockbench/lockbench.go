@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 		return Result{}, err
 	}
 	defer func() { err = errors.Join(err, raw.stop()) }()
-	gs, err := benchrun.StartSide(ctx, SideGRPC, cfg.SetupTimeout, func(ctx, setup context.Context) (*grpcSide, error) {
+	gs, err := benchrun.StartSide(ctx, SideGRPC, cfg.SetupTimeout, func(ctx, setup context.Context) (*serviceSide, error) {
 		return startGRPC(ctx, setup, cfg, run)
 	})
 	if err != nil {
@@ -80,7 +80,20 @@ func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 	}
 	defer func() { err = errors.Join(err, zs.stop()) }()
 
-	cycled, err := benchrun.Alternate[cycler](cfg.Concurrency, cfg.Rounds, raw, gs, func(s cycler, c, i int) (Round, error) {
+	sides := []cycler{raw, gs}
+	var ns *serviceSide
+	if slices.Contains(cfg.Via, SideNATS) {
+		ns, err = benchrun.StartSide(ctx, SideNATS, cfg.SetupTimeout, func(ctx, setup context.Context) (*serviceSide, error) {
+			return startNATS(setup, cfg, run, gs)
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		defer func() { err = errors.Join(err, ns.stop()) }()
+		sides = append(sides, ns)
+	}
+
+	cycled, err := benchrun.AlternateAll(cfg.Concurrency, cfg.Rounds, sides, func(s cycler, c, i int) (Round, error) {
 		fig, err := runPhase(ctx, s, c, cfg)
 		if err != nil {
 			return Round{}, err
@@ -128,7 +141,11 @@ func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 		}
 		hrounds = append(hrounds, hr)
 	}
-	return newResult(cfg, cells(cycled[raw]), cells(cycled[gs]), handoff(cfg, hrounds, timed)), nil
+	var natsCells map[string]Cell
+	if ns != nil {
+		natsCells = cells(cycled[ns])
+	}
+	return newResult(cfg, cells(cycled[raw]), cells(cycled[gs]), natsCells, handoff(cfg, hrounds, timed)), nil
 }
 
 // cycler is a side of the cycle phases.

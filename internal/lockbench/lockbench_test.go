@@ -165,6 +165,43 @@ func checkNothingLeft(t *testing.T) {
 // TestBenchRunRefusesOtherInstances registers another lock-service instance
 // first: the gRPC side's balancer would spread calls over both, so Run
 // must refuse to measure, name the intruder, and leave nothing running.
+// TestBenchRunNATS runs the benchmark with the NATS side (Via) at a tiny
+// scale, one round: it runs beside the others, and the result has its
+// cells (issue #6's "nats":{"c1":…,"c64":…}) and its ratios to gRPC.
+func TestBenchRunNATS(t *testing.T) {
+	cfg := smallConfig(t)
+	cfg.Rounds, cfg.Via = 1, []string{lockbench.SideGRPC, lockbench.SideNATS}
+	var phases []string
+	cfg.Progress = func(p lockbench.Phase) {
+		if !p.Handoff {
+			phases = append(phases, p.Side)
+		}
+	}
+	res, err := lockbench.Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNoLeaks(t)
+	checkNothingLeft(t)
+	if want := []string{"raw_zk", "grpc", "nats", "raw_zk", "grpc", "nats"}; !slices.Equal(phases, want) {
+		t.Errorf("phases ran in the order %q, want %q", phases, want)
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		NATS  map[string]map[string]any `json:"nats"`
+		Ratio map[string]any            `json:"ratio"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	benchruntest.CheckCells(t, string(b), map[string]map[string]map[string]any{"nats": doc.NATS},
+		"ops_per_s", "p50_us", "p99_us", "ops", "cpu_us_per_op")
+	benchruntest.CheckPositive(t, string(b), "ratio", doc.Ratio, "nats_vs_grpc_p50_c1", "nats_vs_grpc_ops_c64", "nats_vs_grpc_p99_c1")
+}
+
 func TestBenchRunRefusesOtherInstances(t *testing.T) {
 	t.Run("beside an intruder", func(t *testing.T) {
 		reg := lbtest.Dial(t)

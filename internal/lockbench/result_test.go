@@ -30,7 +30,7 @@ func TestBenchGoals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			h := handoff(cfg, []HandoffRound{{Wakeups: tt.wakeups, Releases: tt.releases}}, 0)
-			r := newResult(cfg, cells(1000, 1000), tt.grpc, h)
+			r := newResult(cfg, cells(1000, 1000), tt.grpc, nil, h)
 			if len(r.Goals) != 3 {
 				t.Fatalf("goals %+v, want 3", r.Goals)
 			}
@@ -84,5 +84,44 @@ func TestBenchSessionWatches(t *testing.T) {
 	_, err = sessionWatches("wchc is not executed because it is not in the whitelist.\n", 1)
 	if err == nil || !strings.Contains(err.Error(), "4lw.commands.whitelist") {
 		t.Errorf("refused wchc: %v, want an error naming the whitelist", err)
+	}
+}
+
+// TestBenchNATSGoal checks the NATS ratios and issue #6's goal: NATS's
+// p50 at most 1.5 times gRPC's at c=1, judged only when NATS ran.
+func TestBenchNATSGoal(t *testing.T) {
+	cfg := DefaultConfig()
+	h := handoff(cfg, []HandoffRound{{Wakeups: 1, Releases: 1}}, 0)
+	grpc := map[string]Cell{"c1": {OpsPerS: 1000, P50us: 1000, P99us: 2000}, "c64": {OpsPerS: 5000, P50us: 12000, P99us: 30000}}
+	for _, tt := range []struct {
+		name string
+		p50  float64
+		met  bool
+	}{{"as fast", 1000, true}, {"half again", 1500, true}, {"twice", 2000, false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			nats := map[string]Cell{"c1": {OpsPerS: 800, P50us: tt.p50, P99us: 2500}, "c64": {OpsPerS: 4000, P50us: 15000, P99us: 40000}}
+			r := newResult(cfg, grpc, grpc, nats, h)
+			if got := r.Ratio["nats_vs_grpc_p50_c1"]; got != tt.p50/1000 {
+				t.Errorf("nats_vs_grpc_p50_c1 = %v, want %v", got, tt.p50/1000)
+			}
+			if got := r.Ratio["nats_vs_grpc_ops_c64"]; got != 0.8 {
+				t.Errorf("nats_vs_grpc_ops_c64 = %v, want 0.8", got)
+			}
+			var found bool
+			for _, g := range r.Goals {
+				if g.Figure == "ratio.nats_vs_grpc_p50_c1" {
+					found = true
+					if g.Met != tt.met || g.Limit != 1.5 {
+						t.Errorf("goal %+v, want met %v against 1.5", g, tt.met)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no NATS goal among %+v", r.Goals)
+			}
+		})
+	}
+	if r := newResult(cfg, grpc, grpc, nil, h); r.NATS != nil || len(r.Goals) != 3 {
+		t.Errorf("without NATS: cells %v, goals %+v, want none and 3 goals", r.NATS, r.Goals)
 	}
 }

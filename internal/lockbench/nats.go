@@ -1,0 +1,82 @@
+package lockbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/switchyard-dev/switchyard/internal/natsserver"
+	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
+)
+
+// startNATS starts the NATS side on the gRPC side's replica: its NATS
+// front door (lockmq.Serve) on a connection of its own, and one client
+// connection carrying lockmq.Transport, to cfg.NATS or, when that is
+// empty, to a NATS server embedded here for the run. It proves the path
+// with one cycle.
+func startNATS(setup context.Context, cfg Config, run string, gs *serviceSide) (_ *serviceSide, err error) {
+	var stops []func() error // run last first
+	stopAll := func() error {
+		var errs []error
+		for i := len(stops) - 1; i >= 0; i-- {
+			errs = append(errs, stops[i]())
+		}
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, stopAll())
+		}
+	}()
+	url := cfg.NATS
+	if url == "" {
+		dir, err := os.MkdirTemp("", "lockbench-nats-")
+		if err != nil {
+			return nil, fmt.Errorf("lockbench: %s: %w", SideNATS, err)
+		}
+		srv, err := natsserver.Start(natsserver.Config{Dir: dir})
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("lockbench: %s: embedded NATS: %w", SideNATS, err)
+		}
+		stops = append(stops, func() error { return errors.Join(srv.Close(), os.RemoveAll(dir)) })
+		url = srv.ClientURL()
+	}
+	connect := func(name string) (*nats.Conn, error) {
+		nc, err := nats.Connect(url, nats.Name("lockbench-"+name), nats.Timeout(cfg.SetupTimeout))
+		if err != nil {
+			return nil, fmt.Errorf("lockbench: %s: NATS %s: %w", SideNATS, url, err)
+		}
+		stops = append(stops, func() error { nc.Close(); return nil })
+		return nc, nil
+	}
+	doorConn, err := connect("door")
+	if err != nil {
+		return nil, err
+	}
+	door, err := lockmq.Serve(doorConn, gs.replica.server, lockmq.WithLogger(cfg.Logger))
+	if err != nil {
+		return nil, fmt.Errorf("lockbench: %s: %w", SideNATS, err)
+	}
+	stops = append(stops, door.Close)
+	clientConn, err := connect("client")
+	if err != nil {
+		return nil, err
+	}
+	s := &serviceSide{
+		side:    SideNATS,
+		replica: gs.replica,
+		t:       lockmq.Transport(clientConn),
+		prefix:  "lockbench-" + run + "-nats/",
+		ttl:     durationpb.New(cfg.TTL),
+		stop:    stopAll,
+	}
+	if err := s.cycle(1, 0)(setup); err != nil {
+		return nil, fmt.Errorf("lockbench: %s: first cycle: %w", SideNATS, err)
+	}
+	return s, nil
+}
