@@ -79,4 +79,21 @@
 // session change. A stream whose client falls Config.WatchBuffer events
 // behind is ended with RESOURCE_EXHAUSTED; streams end with UNAVAILABLE
 // when the replica drains.
+//
+// # Events
+//
+// Every grant, release, expiry and loss of any lock has one source: the
+// lock root in ZooKeeper, as the watcher above reads it. There are two
+// ways to receive them. A Watch stream, at any replica, for a prefix; and
+// the publications of the broadcaster (Server.Broadcast), which a front
+// door such as NATS sends on: the replicas running Broadcast elect one,
+// through a lock of their own under /switchyard/lockevents, and it hands
+// every event to its transport, beginning with a snapshot of the current
+// holders, each event stamped with its term (the election's fencing
+// token). While ZooKeeper is healthy exactly one replica publishes at a
+// time; across a handover events may be repeated (the snapshot) or, for
+// a holder that came and went meanwhile, missed, so subscribers
+// deduplicate by (name, token, type) and may drop events of a term older
+// than one they have seen. A broadcaster that falls behind, or whose
+// transport fails, steps down rather than publish on past a gap.
 package lockservice

@@ -16,6 +16,7 @@ import (
 //	switchyard_lock_grants_total           leases granted
 //	switchyard_lock_ends_total{reason}     leases ended: released, expired, lost
 //	switchyard_lock_wait_seconds           time from an acquire's arrival to its grant
+//	switchyard_lock_broadcast_events_total lock events it published as the broadcaster (Server.Broadcast)
 //
 // A nil *metrics records nothing.
 type metrics struct {
@@ -24,6 +25,7 @@ type metrics struct {
 	grants  prometheus.Counter
 	ends    *prometheus.CounterVec
 	wait    prometheus.Histogram
+	events  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,8 +43,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "switchyard_lock_wait_seconds", Help: "Time from an acquire's arrival to its grant.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10), // 0.5ms … ~2.2min
 		}),
+		events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_lock_broadcast_events_total", Help: "Lock events this replica published as the elected broadcaster.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.leases, m.waiting, m.grants, m.ends, m.wait} {
+	for _, c := range []prometheus.Collector{m.leases, m.waiting, m.grants, m.ends, m.wait, m.events} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if errors.As(err, &already) {
@@ -79,4 +84,11 @@ func (m *metrics) queued(delta int) {
 		return
 	}
 	m.waiting.Add(float64(delta))
+}
+
+func (m *metrics) broadcast() {
+	if m == nil {
+		return
+	}
+	m.events.Inc()
 }

@@ -68,7 +68,8 @@ type Config struct {
 	// Metrics, when set, registers the replica's lock metrics there:
 	// switchyard_lock_leases and _waiting (gauges), _grants_total,
 	// _ends_total{reason="released|expired|lost"} and the histogram
-	// _wait_seconds, from an acquire's arrival to its grant. Give each
+	// _wait_seconds, from an acquire's arrival to its grant, and
+	// _broadcast_events_total (see Broadcast). Give each
 	// replica in a process a registerer of its own.
 	Metrics prometheus.Registerer
 }
