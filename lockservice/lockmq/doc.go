@@ -36,6 +36,23 @@
 //	                                   waits ends the wait and deletes its node
 //	switchyard.lock.v1.events.<name>   LockEvent: every grant, release, expiry and loss
 //
+// # Events
+//
+// Doors started WithEvents stand in the election of the lock service's
+// broadcaster (lockservice.Server.Broadcast); the one elected publishes
+// every grant, release, expiry and loss of every lock, as its ZooKeeper
+// watcher sees them — the same watcher that feeds the gRPC Watch stream:
+// one source, two ways to receive. Each event is a LockEvent, in the
+// door's chosen encoding (Content-Type says which), with headers
+// Switchyard-Event-Term (the broadcaster's term, growing with each new
+// broadcaster) and, on the re-announcement of current holders a new
+// broadcaster starts with, Switchyard-Event-Snapshot: true. Delivery is
+// core NATS: at most once per subscriber, to subscribers present at the
+// time. Across a change of broadcaster, events may repeat (deduplicate by
+// name, token and type) or be missed; a holder that comes and goes
+// between two of the watcher's reads of its lock is missed too, by both
+// ways alike. DecodeEvent reads one.
+//
 // Names and replica ids are one subject token each, escaped by Token: "."
 // and "*", ">", "%", whitespace and bytes outside printable ASCII become
 // %XX; "/" stays ("orders/42" → switchyard.lock.v1.events.orders/42).

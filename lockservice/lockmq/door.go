@@ -47,6 +47,8 @@ type Door struct {
 type options struct {
 	log         *slog.Logger
 	maxInFlight int
+	events      bool
+	eventsType  string
 }
 
 // Option configures Serve.
@@ -59,6 +61,15 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // blocking acquire counts while it waits); beyond it a request is
 // answered RESOURCE_EXHAUSTED at once. Default DefaultMaxInFlight.
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
+
+// WithEvents makes the door also stand in the election of the lock
+// service's broadcaster (lockservice.Server.Broadcast) and, while elected,
+// publish every lock event on EventSubject, encoded in contentType
+// (Publisher). Run it on every replica: one publishes at a time, and
+// another takes over when it goes.
+func WithEvents(contentType string) Option {
+	return func(o *options) { o.events, o.eventsType = true, contentType }
+}
 
 // Serve starts srv's NATS front door on nc: the shared subjects in queue
 // group QueueGroup and the replica's own, as the micro service
@@ -151,6 +162,14 @@ func Serve(nc *nats.Conn, srv *lockservice.Server, opts ...Option) (*Door, error
 		if err := svc.AddEndpoint(e.name, d.async(e.h), micro.WithEndpointSubject(e.subject), micro.WithEndpointMetadata(meta)); err != nil {
 			return nil, errors.Join(fmt.Errorf("lockmq: endpoint %s: %w", e.subject, err), d.Close())
 		}
+	}
+	if o.events {
+		publish := Publisher(nc, o.eventsType)
+		d.wg.Go(func() {
+			if err := srv.Broadcast(d.ctx, publish); err != nil {
+				d.log.Error("lockmq: the event broadcaster stopped", "error", err)
+			}
+		})
 	}
 	// Serve returns once the server has the subscriptions: a request sent
 	// after it finds a responder.

@@ -1,0 +1,194 @@
+package lockmq_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard-dev/switchyard/internal/lbtest"
+	"github.com/switchyard-dev/switchyard/internal/locktest"
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+	"github.com/switchyard-dev/switchyard/lockservice"
+	"github.com/switchyard-dev/switchyard/lockservice/lockclient"
+	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
+	"github.com/switchyard-dev/switchyard/mq"
+	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
+	"github.com/switchyard-dev/switchyard/rpc"
+)
+
+// seen is what one receiver of events got, as "TYPE name token" lines.
+type seen struct {
+	mu    sync.Mutex
+	lines []string
+	more  chan struct{}
+}
+
+func newSeen() *seen { return &seen{more: make(chan struct{}, 1)} }
+
+func (s *seen) add(ev *lockv1.LockEvent) {
+	s.mu.Lock()
+	s.lines = append(s.lines, fmt.Sprintf("%s %s %d", ev.GetType(), ev.GetName(), ev.GetToken()))
+	s.mu.Unlock()
+	select {
+	case s.more <- struct{}{}:
+	default:
+	}
+}
+
+func (s *seen) get() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lines)
+}
+
+// waitFor waits until the last line s got is last, and returns them all.
+func (s *seen) waitFor(t *testing.T, last string) []string {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		if l := s.get(); len(l) > 0 && l[len(l)-1] == last {
+			return l
+		}
+		select {
+		case <-s.more:
+		case <-deadline:
+			t.Fatalf("no %q within 20s; got %q", last, s.get())
+		}
+	}
+}
+
+// TestEventsBroadcast runs two replicas whose doors stand for the
+// broadcaster: three NATS subscribers and a gRPC Watch stream see the same
+// events, in the same order — one source, two ways to receive.
+func TestEventsBroadcast(t *testing.T) {
+	ns := natstest.Start(t)
+	url := ns.ClientURL()
+	reg := lbtest.Dial(t)
+	zkAddr := zktest.Shared(t).Addr(0)
+	for _, id := range []string{"events-one", "events-two"} {
+		r := locktest.StartReplica(t, reg, zkAddr, id, 4*time.Second)
+		d, err := lockmq.Serve(natstest.Connect(t, url), r.Server, lockmq.WithLogger(zktest.Logger(t)), lockmq.WithEvents(mq.ContentTypeProtobuf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	const prefix = "events/"
+	subscribers := make([]*seen, 3)
+	for i := range subscribers {
+		s := newSeen()
+		subscribers[i] = s
+		nc := natstest.Connect(t, url)
+		if _, err := nc.Subscribe(lockmq.EventsPrefix+".>", func(m *nats.Msg) {
+			ev, meta, err := lockmq.DecodeEvent(m)
+			if err != nil {
+				t.Errorf("subscriber %d: %v", i, err)
+				return
+			}
+			if meta.Term == 0 {
+				t.Errorf("subscriber %d: event without a term: %v", i, m.Header)
+			}
+			if !meta.Snapshot && len(ev.GetName()) > len(prefix) && ev.GetName()[:len(prefix)] == prefix {
+				s.add(ev)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	conn, err := rpc.NewClient(reg, lockservice.ServiceName, rpc.WithClientMetrics(nil), rpc.WithClientLogger(zktest.Logger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	stream, err := lockv1.NewLockServiceClient(conn).Watch(ctx, &lockv1.WatchRequest{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := newSeen()
+	go func() {
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			watched.add(resp.GetEvent())
+		}
+	}()
+
+	client := lockclient.New(lockmq.Transport(natstest.Connect(t, url)))
+	// A first lock, taken and released until every receiver has seen its
+	// release: the broadcaster is elected and the Watch stream is live.
+	// Each lock is held a while: a holder that comes and goes between two
+	// of a watcher's reads of its lock is seen by no one (see Watch).
+	cycle := func(name string) uint64 {
+		t.Helper()
+		l, err := client.Lock(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+		if err := l.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return l.Token()
+	}
+	for i := 0; ; i++ {
+		probe := fmt.Sprintf("TYPE_RELEASED %sprobe %d", prefix, cycle(prefix+"probe"))
+		ready := true
+		for _, s := range append(slices.Clone(subscribers), watched) {
+			deadline := time.After(time.Second)
+			for got := s.get(); len(got) == 0 || got[len(got)-1] != probe; got = s.get() {
+				select {
+				case <-s.more:
+					continue
+				case <-deadline:
+				}
+				ready = false
+				break
+			}
+		}
+		if ready {
+			break
+		}
+		if i == 20 {
+			for j, s := range subscribers {
+				t.Logf("subscriber %d: %q", j, s.get())
+			}
+			t.Fatalf("the receivers did not all see a probe lock's release; the Watch stream saw %q", watched.get())
+		}
+	}
+	start := len(watched.get())
+	offsets := make([]int, len(subscribers))
+	for i, s := range subscribers {
+		offsets[i] = len(s.get())
+	}
+
+	var want []string
+	for i := range 5 {
+		name := fmt.Sprintf("%sitem-%d", prefix, i)
+		token := cycle(name)
+		want = append(want, fmt.Sprintf("TYPE_GRANTED %s %d", name, token), fmt.Sprintf("TYPE_RELEASED %s %d", name, token))
+	}
+	last := want[len(want)-1]
+	if got := watched.waitFor(t, last)[start:]; !slices.Equal(got, want) {
+		t.Errorf("the gRPC Watch stream saw\n%q\nwant\n%q", got, want)
+	}
+	for i, s := range subscribers {
+		if got := s.waitFor(t, last)[offsets[i]:]; !slices.Equal(got, want) {
+			t.Errorf("NATS subscriber %d saw\n%q\nwant\n%q", i, got, want)
+		}
+	}
+}
