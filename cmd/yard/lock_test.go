@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/nats-io/nats.go"
 
+	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	"github.com/switchyard-dev/switchyard/lockservice/zklock"
 )
@@ -548,4 +550,71 @@ func scrape(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s, %v", url, resp.Status, err)
 	}
 	return string(b)
+}
+
+// TestServeLockNATS runs `yard serve lock --nats URL`: a NATS client takes
+// and releases a lock in JSON as the nats CLI would, a subscriber sees the
+// grant and release as JSON events, and the replica stops cleanly.
+func TestServeLockNATS(t *testing.T) {
+	connect := zktest.Start(t).ConnectString()
+	ns := natstest.Start(t)
+	rep := startLockReplica(t, connect, "--id", "lock-nats", "--nats", ns.ClientURL())
+	rep.readUntil(t, time.After(10*time.Second), "the NATS line", func(t *testing.T, lines []string) bool {
+		return strings.HasPrefix(lines[len(lines)-1], "NATS front door on "+ns.ClientURL())
+	})
+	nc := natstest.Connect(t, ns.ClientURL())
+	events := make(chan map[string]any, 100)
+	if _, err := nc.Subscribe("switchyard.lock.v1.events.>", func(m *nats.Msg) {
+		var ev map[string]any
+		if m.Header.Get("Content-Type") != "application/json" || json.Unmarshal(m.Data, &ev) != nil {
+			t.Errorf("event %q with headers %v is not JSON", m.Data, m.Header)
+			return
+		}
+		events <- ev
+	}); err != nil {
+		t.Fatal(err)
+	}
+	request := func(subject, body string) map[string]any {
+		t.Helper()
+		m := nats.NewMsg(subject)
+		m.Header.Set("Content-Type", "application/json")
+		m.Data = []byte(body)
+		reply, err := nc.RequestMsg(m, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := reply.Header.Get("Nats-Service-Error-Code"); code != "" {
+			t.Fatalf("%s: error %s: %s", subject, code, reply.Header.Get("Nats-Service-Error"))
+		}
+		var out map[string]any
+		if err := json.Unmarshal(reply.Data, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// The broadcaster is elected shortly after the start: cycle a lock
+	// until its release is seen as an event.
+	deadline := time.After(20 * time.Second)
+	for seen := false; !seen; {
+		lease, _ := request("switchyard.lock.v1.try_acquire", `{"name":"cli/n","ttl":"5s"}`)["lease"].(map[string]any)
+		if lease["replica"] != "lock-nats" {
+			t.Fatalf("lease %v, want one from replica lock-nats", lease)
+		}
+		request("switchyard.lock.v1.replica.lock-nats.release",
+			`{"name":"cli/n","leaseId":"`+lease["leaseId"].(string)+`","token":"`+lease["token"].(string)+`"}`)
+		for wait := time.After(500 * time.Millisecond); !seen; {
+			select {
+			case ev := <-events:
+				seen = ev["type"] == "TYPE_RELEASED" && ev["name"] == "cli/n" && ev["token"] == lease["token"]
+				continue
+			case <-wait:
+			case <-deadline:
+				t.Fatal("no release event within 20s")
+			}
+			break
+		}
+	}
+	if code := rep.signalExit(t, syscall.SIGTERM); code != 0 {
+		t.Fatalf("serve lock after SIGTERM: exit %d\n%s", code, rep.stderr)
+	}
 }

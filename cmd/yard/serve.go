@@ -17,6 +17,8 @@ import (
 
 	"github.com/switchyard-dev/switchyard/internal/zkconn"
 	"github.com/switchyard-dev/switchyard/lockservice"
+	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
+	"github.com/switchyard-dev/switchyard/mq"
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
 )
@@ -43,6 +45,8 @@ type serveLockFlags struct {
 	id        string
 	advertise string
 	metrics   string
+	nats      string
+	events    string
 	session   time.Duration
 	timeout   time.Duration
 }
@@ -56,6 +60,14 @@ func (f *serveLockFlags) check(cmd *cobra.Command) (string, error) {
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return "", fmt.Errorf("--listen %q: want host:port: %w", f.listen, err)
+	}
+	if f.nats != "" && !strings.Contains(f.nats, "://") {
+		return "", fmt.Errorf("--nats %q: want a URL such as nats://127.0.0.1:4222", f.nats)
+	}
+	switch f.events {
+	case "json", "protobuf", "off":
+	default:
+		return "", fmt.Errorf("--events %q: want json, protobuf or off", f.events)
 	}
 	if f.metrics != "" {
 		if _, _, err := net.SplitHostPort(f.metrics); err != nil {
@@ -97,6 +109,11 @@ serves gRPC on --listen and registers there, in the registry, as instance
 one). Run several, with distinct ids, for a service that outlives one.
 It prints one line once it serves and is registered, and logs to stderr.
 
+With --nats it also serves the NATS front door (package lockmq: the
+micro service switchyard-lock, ` + "`nats micro info switchyard-lock`" + `), and
+stands in the election of the one replica that publishes every lock event
+on switchyard.lock.v1.events.<name> (--events: json, protobuf or off).
+
 A lease lives on the replica that granted it, and its validity never
 outlasts that replica's ZooKeeper session timeout: the --session asked for,
 or what the servers granted instead (printed).
@@ -131,6 +148,8 @@ and then exits 0.`,
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "address to serve gRPC on (port 0: a free port)")
 	fl.StringVar(&f.id, "id", "", "instance id in the registry, named in every lease (default: the advertised address)")
 	fl.StringVar(&f.advertise, "advertise", "", "address clients are told to dial (default: the listening address)")
+	fl.StringVar(&f.nats, "nats", "", "also serve the NATS front door (micro service switchyard-lock) on the NATS server at this URL")
+	fl.StringVar(&f.events, "events", "json", "with --nats, publish lock events on switchyard.lock.v1.events.<name>: json, protobuf or off")
 	fl.StringVar(&f.metrics, "metrics", "", "address to serve Prometheus /metrics on, host:port (default: none)")
 	fl.DurationVar(&f.session, "session", 10*time.Second, "ZooKeeper session timeout to ask for; bounds lease validity")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for ZooKeeper sessions at start")
@@ -194,6 +213,28 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	}
 	rs := srv.RPCServer(reg, opts...)
 
+	var door *lockmq.Door
+	if f.nats != "" {
+		nc, err := mq.Connect(start, f.nats, mq.WithName("yard serve lock "+id), mq.WithLogger(log))
+		if err != nil {
+			if ctx.Err() != nil {
+				return srv.Close()
+			}
+			return errors.Join(fmt.Errorf("serve lock: no NATS connection to %s within --timeout %v: %w", f.nats, f.timeout, err), srv.Close())
+		}
+		defer nc.Close()
+		dopts := []lockmq.Option{lockmq.WithLogger(log)}
+		switch f.events {
+		case "json":
+			dopts = append(dopts, lockmq.WithEvents(mq.ContentTypeJSON))
+		case "protobuf":
+			dopts = append(dopts, lockmq.WithEvents(mq.ContentTypeProtobuf))
+		}
+		if door, err = lockmq.Serve(nc.NATS(), srv, dopts...); err != nil {
+			return errors.Join(fmt.Errorf("serve lock: %w", err), srv.Close())
+		}
+	}
+
 	served := make(chan error, 1)
 	go func() { served <- rs.Serve(ctx, lis) }()
 	var serveErr error
@@ -201,6 +242,9 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	case <-rs.Ready():
 		fmt.Fprintf(out, "serving %s as replica %s on %s (ZooKeeper %s, session %v); Ctrl-C or SIGTERM drains and stops\n",
 			lockServiceName, id, addr, connect, conn.SessionTimeout())
+		if door != nil {
+			fmt.Fprintf(out, "NATS front door on %s (micro service %s, events %s)\n", f.nats, lockmq.ServiceName, f.events)
+		}
 		if metricsAddr != "" {
 			fmt.Fprintf(out, "metrics on http://%s/metrics\n", metricsAddr)
 		}
@@ -215,6 +259,11 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	var errs []error
 	if serveErr != nil {
 		errs = append(errs, serveErr)
+	}
+	if door != nil {
+		if err := door.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the NATS front door: %w", err))
+		}
 	}
 	if err := srv.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing the lock service: %w", err))
