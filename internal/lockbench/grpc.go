@@ -194,7 +194,7 @@ type replica struct {
 	id     string
 	conn   *zkconn.Conn
 	server *lockservice.Server
-	stop func() error // stops serving (deregistering), closes the server, then the session
+	stop   func() error // stops serving (deregistering), closes the server, then the session
 }
 
 // drainMargin is how long the replica's Shutdown waits, once ZooKeeper

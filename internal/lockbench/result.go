@@ -35,12 +35,12 @@ const (
 // by that key, each gRPC ÷ raw (so ops wants ≥ 1, the others ≤ 1). Goals
 // and Config are extra keys, as are the extra keys of each object.
 type Result struct {
-	RawZK   map[string]Cell    `json:"raw_zk"`
-	GRPC    map[string]Cell    `json:"grpc"`
+	RawZK map[string]Cell `json:"raw_zk"`
+	GRPC  map[string]Cell `json:"grpc"`
 	// NATS is the NATS side's cells, when it ran (Config.Via); its ratios
 	// are "nats_vs_grpc_ops_", "nats_vs_grpc_p50_" and "nats_vs_grpc_p99_"
 	// followed by the cell key, each NATS ÷ gRPC.
-	NATS map[string]Cell `json:"nats,omitempty"`
+	NATS    map[string]Cell    `json:"nats,omitempty"`
 	Ratio   map[string]float64 `json:"ratio"`
 	Handoff Handoff            `json:"handoff"`
 	Goals   []Goal             `json:"goals"`
