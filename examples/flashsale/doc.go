@@ -1,0 +1,39 @@
+// Package flashsale is the workload of `yard demo`, in readable form: a
+// flash sale of a fixed inventory, where every purchase takes the item's
+// lock from Switchyard's lock service, decrements the stock at a store that
+// checks fencing tokens, and releases the lock.
+//
+// The pieces, in the order a purchase meets them:
+//
+//   - Capacity is the downstream's fixed capacity: at most C purchases a
+//     second start their work, whoever sends them (a token bucket with a
+//     burst of one). It is what makes C known and settable.
+//   - Shop.Purchase is the purchase procedure: wait for capacity, lock the
+//     item (lockclient, over gRPC or NATS), Store.Apply with the lock's
+//     fencing token, unlock.
+//   - Store is the stock, in memory, with the two checks that make
+//     retries, redeliveries and paused lock holders harmless: each purchase
+//     id is applied at most once (a duplicate gets the first outcome back
+//     and changes nothing), and a fencing token lower than the highest the
+//     item has seen is refused.
+//
+// The shop is reached two ways, the two paths `yard demo` compares:
+//
+//   - RPC: NewGRPCServer serves switchyard.flashsale.v1.FlashSaleService
+//     with rpc.NewServer, registered in the ZooKeeper registry; the caller
+//     waits for the purchase to be applied. The RPC stack's limiter
+//     (rpc.WithRateLimit, rpc.WithMaxConcurrent) turns excess calls away
+//     with RESOURCE_EXHAUSTED at once.
+//   - MQ: Queue.Enqueue publishes the same PurchaseRequest to a JetStream
+//     work-queue stream (the purchase id as Nats-Msg-Id, so a repeated
+//     publish is dropped by the server), and Workers — a fixed pool pulling
+//     from one durable consumer whose MaxAckPending is the pool size — run
+//     Shop.Purchase and ack after the store has applied it, or nak so that
+//     it comes back. A worker that dies between Apply and Ack leaves the
+//     message to be redelivered; the store absorbs the duplicate.
+//
+// The workers take their locks over NATS (package lockmq's transport to
+// the lock service's NATS front door), so the MQ path needs no registry
+// lookup at all; the gRPC server takes them over gRPC through the
+// registry. Either transport gives the same leases and fencing tokens.
+package flashsale
