@@ -37,6 +37,6 @@ generate:
 build:
 	$(GO) build -o bin/yard ./cmd/yard
 
-## demo: start a local stack (ZooKeeper + NATS) until Ctrl-C
+## demo: the trade-off demos (yard demo all): RPC vs. message queue on a flash sale, side by side
 demo: deps
-	$(GO) run ./cmd/yard up
+	$(GO) run ./cmd/yard demo all

@@ -18,6 +18,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
   yard serve lock  run a lock-service replica until Ctrl-C
   yard lock        acquire (and hold) a lock, list locks, show a lock's queue
   yard bench rpc   measure the RPC stack against raw grpc-go (QPS, p50, p99)
+  yard bench lock  measure the lock service (gRPC, NATS) against raw ZooKeeper
+  yard demo        RPC vs. a message queue on a flash sale, measured side by side
   yard version     print the version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -30,5 +32,6 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newServeCmd())
 	root.AddCommand(newLockCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }

@@ -1,0 +1,454 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/internal/demo"
+	"github.com/switchyard-dev/switchyard/internal/natstest"
+	"github.com/switchyard-dev/switchyard/internal/zktest"
+)
+
+func TestMain(m *testing.M) { zktest.Main(m) }
+
+// startEnv starts the demo's stack on the package's ZooKeeper and an
+// embedded NATS server, closed when t ends.
+func startEnv(t *testing.T) *demo.Env {
+	t.Helper()
+	ns := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := demo.Start(ctx, demo.Config{ZK: zktest.Shared(t).ConnectString(), NATS: ns.ClientURL(), Logger: zktest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(); err != nil {
+			t.Errorf("closing the stack: %v", err)
+		}
+	})
+	return env
+}
+
+// TestPeakShaving runs the peak-shaving scenario at a small scale (C =
+// 100/s; 1s at 50/s, 1s at 400/s, 1s at 50/s) and checks the shapes issue
+// #7 says must hold, with tolerances, not timings; then the report's JSON,
+// text, CSV and charts from that run.
+func TestPeakShaving(t *testing.T) {
+	zktest.Shared(t) // its process's waiter outlives the test
+	checkGoroutines(t)
+	env := startEnv(t)
+	cfg := demo.DefaultPeakShaving(demo.Options{Capacity: 100, Scale: 0.2})
+	sc, err := demo.NewPeakShaving(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var updates atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	report, err := demo.Run(ctx, env, []demo.Scenario{sc}, func(int, demo.Scenario) demo.Progress {
+		return demo.ProgressFunc(func(string, float64) { updates.Add(1) })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := report.Scenarios[0]
+	rpc, mq := res.Path(demo.PathRPC), res.Path(demo.PathMQ)
+	if rpc == nil || mq == nil {
+		t.Fatalf("paths %v, want rpc and mq", res.Paths)
+	}
+	fig := func(p *demo.PathResult, key string) float64 {
+		t.Helper()
+		v, ok := p.Figure(key)
+		if !ok {
+			t.Fatalf("%s has no figure %q", p.Name, key)
+		}
+		return v
+	}
+	limit := cfg.Capacity * 1.1
+
+	t.Run("both paths got the same schedule", func(t *testing.T) {
+		if rpc.Offered != 500 || mq.Offered != 500 {
+			t.Errorf("offered rpc %d, mq %d; want 500 each (50 + 400 + 50)", rpc.Offered, mq.Offered)
+		}
+		for _, p := range res.Paths {
+			if d := fig(p, "client_dropped"); d != 0 {
+				t.Errorf("%s: the client dropped %v sends", p.Name, d)
+			}
+		}
+	})
+	t.Run("mq shaves the peak", func(t *testing.T) {
+		if mq.Lost != 0 || mq.Oversold != 0 {
+			t.Errorf("mq lost %d, oversold %d; want 0", mq.Lost, mq.Oversold)
+		}
+		if mq.Accepted != mq.Offered || mq.Completed != mq.Accepted {
+			t.Errorf("mq accepted %d of %d, completed %d; want all", mq.Accepted, mq.Offered, mq.Completed)
+		}
+		if mq.MaxDownstreamPerS > limit || mq.MaxDownstreamPerS < cfg.Capacity/2 {
+			t.Errorf("mq downstream max %.1f/s; want at most %.1f/s (C + 10 %%), and busy", mq.MaxDownstreamPerS, limit)
+		}
+		if depth := fig(mq, "queue_depth_max"); depth < 100 {
+			t.Errorf("mq queue depth max %v; the burst should have queued up (~300)", depth)
+		}
+		if mq.DrainS <= 0 || mq.P99ms <= rpc.P99ms {
+			t.Errorf("mq drain %.1fs, p99 %.0fms (rpc %.0fms): want a drain and a longer tail than rpc", mq.DrainS, mq.P99ms, rpc.P99ms)
+		}
+	})
+	t.Run("rpc refuses part of the burst and loses nothing it accepted", func(t *testing.T) {
+		refused := fig(rpc, "burst_refused")
+		if refused <= 0 || rpc.Rejected+int64(fig(rpc, "timed_out")) <= 0 {
+			t.Errorf("rpc refused %v of the burst (%d rejected, %v timed out); want some", refused, rpc.Rejected, fig(rpc, "timed_out"))
+		}
+		if rpc.Lost != 0 || rpc.Oversold != 0 || rpc.Completed != rpc.Accepted {
+			t.Errorf("rpc lost %d, oversold %d, completed %d of %d accepted", rpc.Lost, rpc.Oversold, rpc.Completed, rpc.Accepted)
+		}
+		if rpc.Accepted+rpc.Rejected+int64(fig(rpc, "timed_out")+fig(rpc, "failed")) != rpc.Offered {
+			t.Errorf("rpc: accepted, rejected, timed out and failed do not add up to offered %d", rpc.Offered)
+		}
+		if rpc.MaxDownstreamPerS > limit {
+			t.Errorf("rpc downstream max %.1f/s over %.1f/s", rpc.MaxDownstreamPerS, limit)
+		}
+	})
+	t.Run("every purchase is accounted for at the store", func(t *testing.T) {
+		for _, p := range res.Paths {
+			applied := fig(p, "sold") + fig(p, "sold_out")
+			if want := float64(p.Completed) + fig(p, "applied_not_accepted"); applied != want {
+				t.Errorf("%s: store applied %v, want completed + applied-not-accepted = %v", p.Name, applied, want)
+			}
+		}
+	})
+	t.Run("json", func(t *testing.T) {
+		var buf bytes.Buffer
+		if err := report.WriteJSON(&buf); err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Scenarios []struct {
+				Name     string                    `json:"name"`
+				Paths    map[string]map[string]any `json:"paths"`
+				Verdicts []string                  `json:"verdicts"`
+			} `json:"scenarios"`
+		}
+		if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+			t.Fatalf("%v\n%s", err, &buf)
+		}
+		if len(doc.Scenarios) != 1 || doc.Scenarios[0].Name != "peak-shaving" || len(doc.Scenarios[0].Verdicts) == 0 {
+			t.Fatalf("scenarios: %s", &buf)
+		}
+		for _, path := range []string{"rpc", "mq"} {
+			obj := doc.Scenarios[0].Paths[path]
+			for _, k := range append(slices.Clone(demo.RequiredKeys), "timed_out", "burst_refused_pct", "queue_depth_max") {
+				if _, ok := obj[k].(float64); !ok {
+					t.Errorf("paths.%s.%s is %v, want a number", path, k, obj[k])
+				}
+			}
+		}
+	})
+	t.Run("text", func(t *testing.T) {
+		var buf bytes.Buffer
+		if err := report.WriteText(&buf); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"== peak-shaving", "FIGURE", "RPC", "MQ", "lost", "max downstream rate", "RPC cannot shave peaks", "MQ shaves the peak"} {
+			if !strings.Contains(buf.String(), want) {
+				t.Errorf("report has no %q:\n%s", want, &buf)
+			}
+		}
+	})
+	t.Run("out", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "out")
+		files, err := report.WriteOut(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOut(t, dir, files)
+	})
+	if updates.Load() == 0 {
+		t.Error("no progress was reported")
+	}
+}
+
+// checkGoroutines fails t if, once t's cleanups (registered after this
+// call) have run, more goroutines are left than when it was called: every
+// server, worker, sampler and connection the run started must be gone.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("%d goroutines left, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+}
+
+// checkOut checks that WriteOut wrote the CSV and both charts, non-empty
+// and of their kind.
+func checkOut(t *testing.T, dir string, files []string) {
+	t.Helper()
+	want := []string{"peak-shaving.csv", "peak-shaving-rate.png", "peak-shaving-depth.png"}
+	var got []string
+	for _, f := range files {
+		got = append(got, filepath.Base(f))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("files %v, want %v", got, want)
+	}
+	for _, name := range want {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch filepath.Ext(name) {
+		case ".png":
+			if !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) || len(b) < 1000 {
+				t.Errorf("%s: %d bytes, not a PNG image", name, len(b))
+			}
+		case ".csv":
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if !strings.HasPrefix(lines[0], "path,t_s,bucket_s,") || !strings.Contains(lines[0], "downstream") || !strings.Contains(lines[0], "queue_depth") {
+				t.Errorf("%s header %q", name, lines[0])
+			}
+			var rpc, mq int
+			for _, l := range lines[1:] {
+				switch {
+				case strings.HasPrefix(l, "rpc,"):
+					rpc++
+				case strings.HasPrefix(l, "mq,"):
+					mq++
+				}
+			}
+			if rpc < 8 || mq < 8 {
+				t.Errorf("%s: %d rpc and %d mq rows, want a bucket per 250ms of each run", name, rpc, mq)
+			}
+		}
+	}
+}
+
+func TestDemoProfileSends(t *testing.T) {
+	tests := []struct {
+		name    string
+		profile demo.Profile
+		want    int
+		phases  []int // sends per phase
+	}{
+		{"steady", demo.Profile{{Name: "s", Duration: time.Second, Rate: 10}}, 10, []int{10}},
+		{"burst between steady", demo.Profile{{"a", time.Second, 10}, {"b", 500 * time.Millisecond, 40}, {"c", time.Second, 10}}, 40, []int{10, 20, 10}},
+		{"a silent phase", demo.Profile{{"a", time.Second, 0}, {"b", time.Second, 3}}, 3, []int{0, 3}},
+		{"fractions round", demo.Profile{{"a", 250 * time.Millisecond, 10}}, 3, []int{3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sends := tt.profile.Sends()
+			if len(sends) != tt.want {
+				t.Fatalf("%d sends, want %d", len(sends), tt.want)
+			}
+			counts := make([]int, len(tt.profile))
+			var start time.Duration
+			for i, s := range sends {
+				counts[s.Phase]++
+				if i > 0 && s.At < sends[i-1].At {
+					t.Fatalf("send %d at %v before send %d at %v", i, s.At, i-1, sends[i-1].At)
+				}
+				if s.At < 0 || s.At >= tt.profile.Duration() {
+					t.Fatalf("send %d at %v outside the profile", i, s.At)
+				}
+			}
+			if !slices.Equal(counts, tt.phases) {
+				t.Errorf("sends per phase %v, want %v", counts, tt.phases)
+			}
+			for i, ph := range tt.profile {
+				for _, s := range sends {
+					if s.Phase == i && (s.At < start || s.At >= start+ph.Duration) {
+						t.Errorf("send at %v is not in phase %d [%v, %v)", s.At, i, start, start+ph.Duration)
+					}
+				}
+				start += ph.Duration
+			}
+		})
+	}
+	if err := (demo.Profile{{"a", 0, 1}}).Validate(); err == nil {
+		t.Error("a phase of no duration validated")
+	}
+	if err := (demo.Profile{}).Validate(); err == nil {
+		t.Error("an empty profile validated")
+	}
+}
+
+// TestDemoDispatchNeverWaits has every send block for longer than the
+// whole schedule: later sends must still go out on time (open loop).
+func TestDemoDispatchNeverWaits(t *testing.T) {
+	sends := demo.Profile{{"a", 200 * time.Millisecond, 100}}.Sends() // 20, 10ms apart
+	var (
+		mu    sync.Mutex
+		begun []time.Duration
+	)
+	start := time.Now().Add(20 * time.Millisecond)
+	st := demo.Dispatch(context.Background(), start, sends, 100, func(ctx context.Context, i int, scheduled time.Time) {
+		mu.Lock()
+		begun = append(begun, time.Since(scheduled))
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+	})
+	if st.Sent != 20 || st.Dropped != 0 || len(begun) != 20 {
+		t.Fatalf("sent %d, dropped %d, begun %d; want 20, 0, 20", st.Sent, st.Dropped, len(begun))
+	}
+	if late := slices.Max(begun); late > 200*time.Millisecond {
+		t.Errorf("a send began %v after its time, though 300ms sends ran before it", late)
+	}
+	if took := time.Since(start); took > 2*time.Second { // one after another: 6s
+		t.Errorf("dispatch took %v: sends ran one after another", took)
+	}
+}
+
+// TestDemoDispatchDropsOverLimit checks that a send due while the most
+// allowed run is dropped and counted, not delayed.
+func TestDemoDispatchDropsOverLimit(t *testing.T) {
+	release := make(chan struct{})
+	sends := demo.Profile{{"a", 50 * time.Millisecond, 200}}.Sends() // 10
+	done := make(chan demo.DispatchStats)
+	go func() {
+		done <- demo.Dispatch(context.Background(), time.Now(), sends, 3, func(context.Context, int, time.Time) { <-release })
+	}()
+	time.Sleep(time.Second) // long past the last send's time
+	close(release)
+	st := <-done
+	if st.Sent != 3 || st.Dropped != 7 {
+		t.Errorf("sent %d, dropped %d; want 3 and 7", st.Sent, st.Dropped)
+	}
+}
+
+// TestDemoDispatchStopsWithContext checks that no send is made after ctx
+// ends.
+func TestDemoDispatchStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var n atomic.Int64
+	st := demo.Dispatch(ctx, time.Now(), demo.Profile{{"a", 10 * time.Second, 10}}.Sends(), 10, func(context.Context, int, time.Time) { n.Add(1) })
+	if st.Sent != int(n.Load()) || st.Sent > 2 {
+		t.Errorf("sent %d (%d calls) in 50ms of a 10/s schedule", st.Sent, n.Load())
+	}
+}
+
+func TestDemoMaxRate(t *testing.T) {
+	tests := []struct {
+		name   string
+		counts []float64
+		window time.Duration
+		want   float64
+	}{
+		{"even", []float64{25, 25, 25, 25, 25, 25}, time.Second, 100},
+		{"a burst in one bucket spreads over the window", []float64{0, 0, 40, 0, 0, 0}, time.Second, 40},
+		{"the busiest second", []float64{10, 30, 30, 30, 30, 10}, time.Second, 120},
+		{"shorter than a window", []float64{5, 5}, time.Second, 10},
+		{"one-bucket window", []float64{5, 20, 5}, 250 * time.Millisecond, 80},
+		{"none", nil, time.Second, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := demo.MaxRate(tt.counts, 250*time.Millisecond, tt.window); math.Abs(got-tt.want) > 1e-9 {
+				t.Errorf("MaxRate = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDemoSummarise(t *testing.T) {
+	var lat []time.Duration
+	for i := 1; i <= 200; i++ {
+		lat = append(lat, time.Duration(201-i)*time.Millisecond)
+	}
+	s := demo.Summarise(lat)
+	if s.N != 200 || s.P50 != 100*time.Millisecond || s.P99 != 198*time.Millisecond || s.Max != 200*time.Millisecond {
+		t.Errorf("summary %+v, want n 200, p50 100ms, p99 198ms, max 200ms", s)
+	}
+	if (demo.Summarise(nil) != demo.LatencySummary{}) {
+		t.Error("the summary of nothing is not zero")
+	}
+}
+
+// TestDemoRecorder checks buckets, gauges and the series' padding.
+func TestDemoRecorder(t *testing.T) {
+	start := time.Now()
+	r := demo.NewRecorder(start, 100*time.Millisecond)
+	r.Count(demo.ColOffered, start.Add(-time.Second)) // before the start: bucket 0
+	r.Count(demo.ColOffered, start.Add(50*time.Millisecond))
+	r.Count(demo.ColOffered, start.Add(250*time.Millisecond))
+	r.Gauge(demo.ColQueueDepth, start.Add(110*time.Millisecond), 3)
+	r.Gauge(demo.ColQueueDepth, start.Add(120*time.Millisecond), 7)
+	r.Gauge(demo.ColQueueDepth, start.Add(130*time.Millisecond), 5)
+	s := r.Series("p", start.Add(450*time.Millisecond))
+	if s.Buckets() != 5 {
+		t.Fatalf("%d buckets, want 5", s.Buckets())
+	}
+	if got := s.Column(demo.ColOffered); !slices.Equal(got, []float64{2, 0, 1, 0, 0}) {
+		t.Errorf("offered %v", got)
+	}
+	depth := s.Column(demo.ColQueueDepth)
+	if !math.IsNaN(depth[0]) || depth[1] != 7 || !math.IsNaN(depth[2]) {
+		t.Errorf("depth %v, want [NaN 7 NaN ...]", depth)
+	}
+}
+
+func TestDemoSelect(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		want     []string
+		notBuilt bool // some are listed as not built
+		err      error
+	}{
+		{"no argument is all", nil, []string{"peak-shaving"}, true, nil},
+		{"all", []string{"all"}, []string{"peak-shaving"}, true, nil},
+		{"one", []string{"peak-shaving"}, []string{"peak-shaving"}, false, nil},
+		{"twice is once", []string{"peak-shaving", "peak-shaving"}, []string{"peak-shaving"}, false, nil},
+		{"unknown", []string{"peak"}, nil, false, demo.ErrUnknownScenario},
+		{"not built", []string{"broadcast"}, nil, false, demo.ErrNotBuilt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, notBuilt, err := demo.Select(tt.args)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err %v, want %v", err, tt.err)
+			}
+			var names []string
+			for _, e := range got {
+				names = append(names, e.Name)
+			}
+			if !slices.Equal(names, tt.want) || (len(notBuilt) > 0) != tt.notBuilt {
+				t.Errorf("selected %v (not built %v), want %v", names, notBuilt, tt.want)
+			}
+		})
+	}
+}
+
+func TestDemoOptions(t *testing.T) {
+	for _, o := range []demo.Options{{Capacity: 0, Scale: 1}, {Capacity: 100, Scale: 0}, {Capacity: math.NaN(), Scale: 1}} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v validated", o)
+		}
+	}
+	if err := demo.DefaultOptions().Validate(); err != nil {
+		t.Error(err)
+	}
+	if _, err := demo.NewPeakShaving(demo.PeakShavingConfig{}); err == nil {
+		t.Error("a zero peak-shaving config validated")
+	}
+}

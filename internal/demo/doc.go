@@ -1,0 +1,54 @@
+// Package demo runs `yard demo`: scenarios that put the RPC path and the
+// message-queue path of Switchyard side by side on the same workload — the
+// flash sale of package examples/flashsale — and report what a message
+// queue buys over RPC and what it costs, in figures a reader can rerun
+// (issue #7).
+//
+// # Pieces
+//
+//   - Env is the stack a run uses: ZooKeeper and NATS (started here, as
+//     `yard up` does, or named by address), a registry client, two
+//     lock-service replicas (gRPC and NATS front doors), lock clients over
+//     both transports, and the producers' NATS connection.
+//   - Scenario is one demo (Name, Run). Catalog lists them in report
+//     order; an entry whose New is nil is "not built yet".
+//   - Profile and Dispatch are the open-loop load: requests are sent on a
+//     schedule fixed in advance, each in a goroutine of its own, so a slow
+//     path never delays a send, and latency counts from the scheduled
+//     send time — no coordinated omission.
+//   - Recorder keeps the time series of a path (counts per bucket,
+//     sampled gauges, latencies); Tracker follows each request of a path
+//     from offered to settled.
+//   - ScenarioResult and PathResult are the report: a side-by-side table
+//     per scenario, verdict lines, JSON (WriteJSON), and, under an output
+//     directory, the raw series as CSV and gonum/plot charts (WriteOut).
+//
+// # Figures every path reports
+//
+// The JSON keys of a path object, always present:
+//
+//	offered               requests sent on the schedule
+//	accepted              requests the path took responsibility for: an RPC
+//	                      call answered OK (the purchase applied), or a publish
+//	                      JetStream acknowledged (the purchase stored)
+//	completed             accepted requests settled at the store (purchased or
+//	                      sold out) by the end of the drain
+//	rejected              requests refused at the door: RESOURCE_EXHAUSTED from
+//	                      the RPC stack's limiter; a publish JetStream refused
+//	lost                  accepted requests the store has no record of at the end
+//	oversold              broken store invariants plus units the ledger audit
+//	                      finds oversold or lost as updates (must be 0)
+//	duplicates            deliveries of an already-applied purchase id the
+//	                      store absorbed
+//	capacity_per_s        the downstream's capacity C
+//	max_downstream_per_s  the most purchases the downstream admitted in any
+//	                      1 s window (sliding by one bucket)
+//	p50_ms, p99_ms, max_ms  end-to-end latency of completed requests, from
+//	                      the scheduled send to the purchase settled
+//	drain_s               from the end of the schedule to the last completion
+//	                      (0 when everything was done by then)
+//
+// Scenario-specific figures sit beside them in the same object (for peak
+// shaving: timed_out, failed, burst_offered, burst_refused_pct,
+// queue_depth_max, sold, sold_out, ...).
+package demo

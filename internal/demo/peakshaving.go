@@ -1,0 +1,453 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchyard-dev/switchyard/examples/flashsale"
+	flashsalev1 "github.com/switchyard-dev/switchyard/proto/switchyard/flashsale/v1"
+)
+
+// PeakShavingConfig is the peak-shaving scenario's knobs. Start from
+// DefaultPeakShaving.
+type PeakShavingConfig struct {
+	// Capacity is the downstream's capacity C, purchases a second.
+	Capacity float64
+	// Steady is the offered rate before and after the burst.
+	Steady float64
+	// BurstFactor makes the burst's rate BurstFactor × Capacity.
+	BurstFactor float64
+	// Before, Burst and After are the three phases' lengths.
+	Before, Burst, After time.Duration
+	// Deadline is the RPC callers' deadline, and the producers' for a
+	// publish to be acknowledged.
+	Deadline time.Duration
+	// Workers is the MQ worker pool's size (and MaxAckPending).
+	Workers int
+	// RPCBurst is the RPC limiter's burst above Capacity;
+	// RPCMaxConcurrent its bound on calls in flight.
+	RPCBurst, RPCMaxConcurrent int
+	// Items is the number of items on sale; Stock the units of each (0:
+	// four fifths of the purchases offered, spread over the items, so the
+	// sale sells out if every purchase gets through).
+	Items int
+	Stock int64
+	// DrainTimeout bounds the wait, after the schedule, for accepted
+	// purchases to be settled; what is still pending then counts as lost.
+	// 0: three times the drain the backlog should need, plus 30s.
+	DrainTimeout time.Duration
+	// Bucket is the series' bucket width.
+	Bucket time.Duration
+	// Seed picks each purchase's item, the same for both paths.
+	Seed uint64
+}
+
+// DefaultPeakShaving returns the defaults under opts: C = opts.Capacity;
+// C/2 for 5s, 4×C for 5s, C/2 for 5s (durations × opts.Scale); RPC
+// deadline 2s; 16 workers; the RPC limiter at C with a burst of C/10 and
+// 64 calls in flight; 16 items.
+func DefaultPeakShaving(opts Options) PeakShavingConfig {
+	return PeakShavingConfig{
+		Capacity:         opts.Capacity,
+		Steady:           opts.Capacity / 2,
+		BurstFactor:      4,
+		Before:           opts.Scaled(5 * time.Second),
+		Burst:            opts.Scaled(5 * time.Second),
+		After:            opts.Scaled(5 * time.Second),
+		Deadline:         2 * time.Second,
+		Workers:          16,
+		RPCBurst:         max(int(opts.Capacity/10), 1),
+		RPCMaxConcurrent: 64,
+		Items:            16,
+		Bucket:           250 * time.Millisecond,
+		Seed:             1,
+	}
+}
+
+// Validate reports a configuration the scenario cannot run.
+func (c PeakShavingConfig) Validate() error {
+	switch {
+	case !(c.Capacity > 0) || c.Steady < 0 || !(c.BurstFactor > 0):
+		return fmt.Errorf("demo: peak shaving: capacity %v, steady %v/s, burst factor %v: want positive rates", c.Capacity, c.Steady, c.BurstFactor)
+	case c.Deadline <= 0 || c.Bucket <= 0 || c.DrainTimeout < 0:
+		return fmt.Errorf("demo: peak shaving: deadline %v, bucket %v, drain timeout %v", c.Deadline, c.Bucket, c.DrainTimeout)
+	case c.Workers < 1 || c.RPCBurst < 1 || c.RPCMaxConcurrent < 1 || c.Items < 1 || c.Stock < 0:
+		return fmt.Errorf("demo: peak shaving: %d workers, RPC burst %d, %d in flight, %d items, stock %d: want 1 or more of each",
+			c.Workers, c.RPCBurst, c.RPCMaxConcurrent, c.Items, c.Stock)
+	}
+	return c.Profile().Validate()
+}
+
+// Profile returns the schedule: steady, burst, steady.
+func (c PeakShavingConfig) Profile() Profile {
+	return Profile{
+		{Name: "steady", Duration: c.Before, Rate: c.Steady},
+		{Name: "burst", Duration: c.Burst, Rate: c.BurstFactor * c.Capacity},
+		{Name: "steady", Duration: c.After, Rate: c.Steady},
+	}
+}
+
+// burstPhase is the index of the burst in Profile.
+const burstPhase = 1
+
+// backlog returns the queue a path that works at exactly Capacity would
+// have at the end of the profile, and its peak.
+func (c PeakShavingConfig) backlog() (end, peak float64) {
+	for _, ph := range c.Profile() {
+		end = max(end+(ph.Rate-c.Capacity)*ph.Duration.Seconds(), 0)
+		peak = max(peak, end)
+	}
+	return end, peak
+}
+
+// PeakShaving is scenario 1: a steady rate below capacity, a burst of
+// several times it, steady again — the same schedule against the RPC
+// path (callers with a deadline, the RPC stack's limiter) and the MQ path
+// (a JetStream work queue, a fixed worker pool pulling at capacity).
+type PeakShaving struct{ cfg PeakShavingConfig }
+
+var _ Scenario = (*PeakShaving)(nil)
+
+// NewPeakShaving returns the scenario with cfg.
+func NewPeakShaving(cfg PeakShavingConfig) (*PeakShaving, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &PeakShaving{cfg: cfg}, nil
+}
+
+// Name returns "peak-shaving".
+func (*PeakShaving) Name() string { return "peak-shaving" }
+
+// Config returns the scenario's configuration.
+func (p *PeakShaving) Config() PeakShavingConfig { return p.cfg }
+
+// Run runs the RPC path and then the MQ path, each on a fresh store, on
+// the same schedule and the same items, and reports them side by side.
+func (p *PeakShaving) Run(ctx context.Context, env *Env, progress Progress) (*ScenarioResult, error) {
+	cfg := p.cfg
+	sends := cfg.Profile().Sends()
+	if len(sends) == 0 {
+		return nil, fmt.Errorf("demo: peak shaving: the schedule sends nothing")
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0))
+	items := ItemNames(cfg.Items)
+	pick := make([]string, len(sends))
+	for i := range pick {
+		pick[i] = items[rng.IntN(len(items))]
+	}
+	stock := cfg.Stock
+	if stock == 0 {
+		stock = int64(math.Ceil(0.8 * float64(len(sends)) / float64(cfg.Items)))
+	}
+	shopCfg := ShopConfig{Items: cfg.Items, Stock: stock, Capacity: cfg.Capacity}
+
+	end, peak := cfg.backlog()
+	drainEstimate := time.Duration(end / cfg.Capacity * float64(time.Second))
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 3*drainEstimate + 30*time.Second
+	}
+	profile := cfg.Profile()
+	// For progress: the RPC path takes the schedule and its deadline, the
+	// MQ path the schedule and its drain.
+	total := 2*profile.Duration() + cfg.Deadline + drainEstimate
+	began := time.Now()
+	var prog progressState
+	if progress != nil {
+		stop := prog.run(progress, began, total)
+		defer stop()
+	}
+
+	res := &ScenarioResult{
+		Name:  p.Name(),
+		Title: "a burst of " + fmtRate(cfg.BurstFactor*cfg.Capacity) + " against a capacity of " + fmtRate(cfg.Capacity) + " — refuse it (RPC) or queue it (MQ)",
+		Setup: fmt.Sprintf("schedule %s; C = %s; %d items × %d units\nRPC: deadline %v, limiter %s (burst %d), %d calls in flight, locks over gRPC; MQ: JetStream work queue, %d workers (MaxAckPending %d), locks over NATS",
+			describeProfile(profile, cfg.Capacity), fmtRate(cfg.Capacity), cfg.Items, stock,
+			cfg.Deadline, fmtRate(cfg.Capacity), cfg.RPCBurst, cfg.RPCMaxConcurrent, cfg.Workers, cfg.Workers),
+		Config: map[string]any{
+			"capacity_per_s": cfg.Capacity, "steady_per_s": cfg.Steady, "burst_per_s": cfg.BurstFactor * cfg.Capacity,
+			"before_s": cfg.Before.Seconds(), "burst_s": cfg.Burst.Seconds(), "after_s": cfg.After.Seconds(),
+			"rpc_deadline_ms": cfg.Deadline.Milliseconds(), "rpc_burst": cfg.RPCBurst, "rpc_max_concurrent": cfg.RPCMaxConcurrent,
+			"mq_workers": cfg.Workers, "items": cfg.Items, "stock_per_item": stock, "bucket_ms": cfg.Bucket.Milliseconds(),
+			"expected_backlog_peak": math.Round(peak),
+		},
+	}
+	for _, path := range []string{PathRPC, PathMQ} {
+		prog.set(path, nil)
+		pr, err := p.runPath(ctx, env, path, shopCfg, sends, pick, cfg, &prog)
+		if err != nil {
+			return nil, err
+		}
+		res.Paths = append(res.Paths, pr)
+	}
+	res.Verdicts = peakVerdicts(res, cfg)
+	if progress != nil {
+		progress.Update("done", 1)
+	}
+	return res, nil
+}
+
+// runPath runs one path through the schedule, drains it, tears it down
+// and returns its figures.
+func (p *PeakShaving) runPath(ctx context.Context, env *Env, path string, shopCfg ShopConfig, sends []Send, pick []string, cfg PeakShavingConfig, prog *progressState) (_ *PathResult, err error) {
+	profile := cfg.Profile()
+	// The recorder's clock starts when the schedule does; the shop's
+	// capacity records into it from the first admission.
+	rec := NewRecorder(time.Now(), cfg.Bucket)
+	tr := NewTracker(rec)
+	run := PathRun{Name: path, Title: strings.ToUpper(path), Tracker: tr, Recorder: rec, Capacity: cfg.Capacity}
+
+	var (
+		submit  func(ctx context.Context, req *flashsalev1.PurchaseRequest) error
+		depth   func(ctx context.Context) (float64, error)
+		closers []func() error
+	)
+	// closeAll stops what the path started, last first, once.
+	closeAll := func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		closers = nil
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("demo: peak shaving: %s path: stopping: %w", path, err)
+		}
+		return nil
+	}
+	defer func() {
+		if cerr := closeAll(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	setup, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	switch path {
+	case PathRPC:
+		shop, err := NewShop(env, p.Name(), path, shopCfg, env.Locks, rec)
+		if err != nil {
+			return nil, err
+		}
+		run.Store = shop.Store()
+		rp, err := StartRPCPath(setup, env, shop, env.Name(p.Name(), "shop"), RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent})
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, rp.Close)
+		submit = func(ctx context.Context, req *flashsalev1.PurchaseRequest) error {
+			_, err := rp.Client.Purchase(ctx, req)
+			return err
+		}
+		depth = func(context.Context) (float64, error) { return float64(shop.InFlight()), nil }
+	case PathMQ:
+		shop, err := NewShop(env, p.Name(), path, shopCfg, env.LocksNATS, rec)
+		if err != nil {
+			return nil, err
+		}
+		run.Store = shop.Store()
+		name := env.Name(p.Name())
+		qcfg := flashsale.QueueConfig{Stream: "FLASHSALE_" + name, Subject: "flashsale." + name + ".purchases", Consumer: "workers", Workers: cfg.Workers}
+		mp, err := StartMQPath(setup, env, shop, qcfg, flashsale.WithObserver(func(pr flashsale.Processed) {
+			if pr.Err == nil {
+				tr.Settle(pr.PurchaseID, pr.At)
+			}
+		}))
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() error { return mp.Close(context.WithoutCancel(ctx)) })
+		submit = func(ctx context.Context, req *flashsalev1.PurchaseRequest) error {
+			_, err := mp.Queue.Enqueue(ctx, req)
+			return err
+		}
+		depth = func(ctx context.Context) (float64, error) {
+			d, err := mp.Queue.Depth(ctx)
+			return float64(d), err
+		}
+	default:
+		return nil, fmt.Errorf("demo: peak shaving: unknown path %q", path)
+	}
+
+	start := time.Now().Add(100 * time.Millisecond)
+	rec.Restart(start)
+	run.ScheduleEnd = start.Add(profile.Duration())
+	stopSampling := rec.Sample(ColQueueDepth, cfg.Bucket, depth)
+	closers = append(closers, func() error { stopSampling(); return nil })
+	prog.set(path, func() string { return pathStage(profile, start, tr) })
+
+	run.Dispatch = Dispatch(ctx, start, sends, 20000, func(ctx context.Context, i int, scheduled time.Time) {
+		id := fmt.Sprintf("%s-%s-%06d", env.RunID, path, i)
+		tr.Offer(id, scheduled, sends[i].Phase)
+		cctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
+		defer cancel()
+		err := submit(cctx, &flashsalev1.PurchaseRequest{PurchaseId: id, Item: pick[i], Quantity: 1})
+		now := time.Now()
+		switch {
+		case err == nil && path == PathRPC:
+			tr.Accept(id, now)
+			tr.Settle(id, now) // the call returns once the store has applied it
+		case err == nil:
+			tr.Accept(id, now)
+		case path == PathRPC:
+			tr.Refuse(id, now, ClassifyRPC(err))
+		default:
+			tr.Refuse(id, now, ClassifyPublish(err))
+		}
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// Drain: wait for every accepted purchase to be settled.
+	deadline := time.Now().Add(cfg.DrainTimeout)
+	for tr.Counts().Pending > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stopSampling()
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+	if d, err := depth(dctx); err == nil {
+		rec.Gauge(ColQueueDepth, time.Now(), d) // the depth the drain left
+	}
+	dcancel()
+	if err := closeAll(); err != nil {
+		return nil, err
+	}
+
+	pr := run.Result()
+	off, refused := tr.Phase(burstPhase)
+	pr.Set("burst_offered", "burst offered", UnitCount, float64(off))
+	pr.Set("burst_refused", "burst refused", UnitCount, float64(refused))
+	pr.Set("burst_refused_pct", "burst refused share", UnitPercent, pct(refused, off))
+	return pr, nil
+}
+
+// pathStage describes where a path's run is, for the progress line.
+func pathStage(profile Profile, start time.Time, tr *Tracker) string {
+	c := tr.Counts()
+	at := time.Since(start)
+	var t time.Duration
+	phase := "draining"
+	for _, ph := range profile {
+		t += ph.Duration
+		if at < t {
+			phase = ph.Name + " " + fmtRate(ph.Rate)
+			break
+		}
+	}
+	if at < 0 {
+		phase = "starting"
+	}
+	return fmt.Sprintf("%s · sent %d · accepted %d · refused %d · settled %d",
+		phase, c.Offered, c.Accepted, c.Rejected+c.TimedOut+c.Failed, c.Settled)
+}
+
+// peakVerdicts says, from the figures, what the scenario showed.
+func peakVerdicts(res *ScenarioResult, cfg PeakShavingConfig) []string {
+	r, m := res.Path(PathRPC), res.Path(PathMQ)
+	fig := func(p *PathResult, key string) float64 { v, _ := p.Figure(key); return v }
+	var out []string
+
+	rOff, rRef := fig(r, "burst_offered"), fig(r, "burst_refused")
+	if rRef > 0 {
+		out = append(out, fmt.Sprintf("RPC cannot shave peaks: it refused %.0f %% of the burst (%.0f of %.0f purchases; over the whole run %d rejected by the limiter, %.0f timed out, %.0f failed); it lost %d of the %d it accepted.",
+			pct(int64(rRef), int64(rOff)), rRef, rOff, r.Rejected, fig(r, "timed_out"), fig(r, "failed"), r.Lost, r.Accepted))
+	} else {
+		out = append(out, fmt.Sprintf("RPC took this whole burst (%.0f purchases): it stayed within what the limiter admits; it lost %d.", rOff, r.Lost))
+	}
+
+	limit := cfg.Capacity * 1.1
+	if m.Lost == 0 && m.Oversold == 0 && m.MaxDownstreamPerS <= limit && m.Completed == m.Accepted {
+		out = append(out, fmt.Sprintf("MQ shaves the peak: it accepted %d of %d purchases (%.0f %% of the burst), lost 0, oversold 0, and the downstream never went over C (max %s in any second, C = %s).",
+			m.Accepted, m.Offered, 100-fig(m, "burst_refused_pct"), fmtRate(m.MaxDownstreamPerS), fmtRate(cfg.Capacity)))
+	} else {
+		out = append(out, fmt.Sprintf("MQ did not shave this peak cleanly: %d lost, %d oversold, %d of %d accepted settled, downstream max %s against C = %s.",
+			m.Lost, m.Oversold, m.Completed, m.Accepted, fmtRate(m.MaxDownstreamPerS), fmtRate(cfg.Capacity)))
+	}
+	out = append(out, fmt.Sprintf("What MQ costs: latency has no bound — p99 %s (max %s) against RPC's %s, and %.1f s after the last send to drain a queue that peaked at %.0f.",
+		FormatMillis(m.P99ms), FormatMillis(m.MaxMs), FormatMillis(r.P99ms), m.DrainS, fig(m, "queue_depth_max")))
+	out = append(out, fmt.Sprintf("What refusing costs: RPC sold %.0f units and sent %d buyers away; MQ sold %.0f and answered %.0f \"sold out\".",
+		fig(r, "sold"), r.Rejected+int64(fig(r, "timed_out")+fig(r, "failed")), fig(m, "sold"), fig(m, "sold_out")))
+	if r.Oversold+m.Oversold > 0 {
+		out = append(out, fmt.Sprintf("CORRECTNESS FAILURE: oversold RPC %d, MQ %d.", r.Oversold, m.Oversold))
+	}
+	return out
+}
+
+func pct(part, whole int64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
+}
+
+func fmtRate(r float64) string {
+	if r == math.Trunc(r) {
+		return fmt.Sprintf("%.0f/s", r)
+	}
+	return fmt.Sprintf("%.1f/s", r)
+}
+
+// describeProfile says what a profile sends: "100/s for 5s, 800/s (4×C)
+// for 5s, 100/s for 5s".
+func describeProfile(p Profile, capacity float64) string {
+	var parts []string
+	for _, ph := range p {
+		s := fmtRate(ph.Rate)
+		if ph.Rate > capacity {
+			s += fmt.Sprintf(" (%g×C)", ph.Rate/capacity)
+		}
+		parts = append(parts, s+" for "+ph.Duration.String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// progressState turns a scenario's elapsed time and its paths' stages
+// into Progress updates, from a goroutine of its own.
+type progressState struct {
+	mu    sync.Mutex
+	path  string
+	stage func() string
+}
+
+func (s *progressState) set(path string, stage func() string) {
+	s.mu.Lock()
+	s.path, s.stage = path, stage
+	s.mu.Unlock()
+}
+
+// run reports every 200ms until stop: the time since began over total
+// (at most 0.99) and the current path's stage.
+func (s *progressState) run(p Progress, began time.Time, total time.Duration) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			s.mu.Lock()
+			text := s.path + ": setting up"
+			if s.stage != nil {
+				text = s.path + ": " + s.stage()
+			}
+			s.mu.Unlock()
+			p.Update(text, min(time.Since(began).Seconds()/total.Seconds(), 0.99))
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(quit); <-done }) }
+}
