@@ -433,6 +433,7 @@ type benchLockFlags struct {
 	waiters int
 	via     []string
 	nats    string
+	queued  int
 }
 
 // config checks the flags, with messages that name them, and returns the
@@ -467,6 +468,10 @@ func (f *benchLockFlags) config(cmd *cobra.Command) (lockbench.Config, error) {
 		}
 	}
 	cfg.NATS = f.nats
+	if f.queued < 0 {
+		return cfg, fmt.Errorf("--queued %d: want 0 or more", f.queued)
+	}
+	cfg.Queued = f.queued
 	check := cfg
 	if check.ZK == "" {
 		check.ZK = "started later" // Validate wants one; the rest is what counts here
@@ -494,6 +499,9 @@ service costs over the ZooKeeper round trips it cannot avoid:
   nats    with --via nats: the same acquire and release through the same
           replica's NATS front door (lockmq), on one NATS connection
           (--nats, or a server embedded in this process)
+  queued  with --via nats: --queued acquires published at once to the lock
+          service's JetStream work queue (lockqueue), far above what its
+          worker takes at a time, each released once granted
 
 At concurrency c, c callers each cycle in a closed loop on a znode or lock
 name of their own: one at c=1, 64 distinct ones at c=64. A phase runs one
@@ -526,6 +534,9 @@ four-letter word wchc.
 
   raw_zk, grpc  {"c1": CELL, "c64": CELL}, keyed by "c" + concurrency
   nats          the same, only with --via nats
+  queued        with --via nats and --queued N > 0: {"requests", "ingest_per_s",
+                "granted", "dead", "lost", "drain_s", "grant_p50_ms",
+                "grant_p99_ms", "concurrency", "max_ack_pending"}
       CELL      {"ops_per_s", "p50_us", "p99_us": medians of the rounds,
                  "ops": cycles timed, "errors": 0, "cpu_us_per_op": this
                  process's CPU (not ZooKeeper's), "rounds": [...]}
@@ -562,6 +573,11 @@ phase=handoff, c=N for the callers):
 				measure: func(ctx context.Context, zk string, logger *slog.Logger, stderr io.Writer) (lockbench.Result, error) {
 					cfg.ZK, cfg.Logger = zk, logger
 					cfg.Progress = func(p lockbench.Phase) {
+						if q := p.Queued; q != nil {
+							fmt.Fprintf(stderr, "bench: queued  %d acquires taken at %.1f/s; %d granted, %d dead, %d lost; drained in %.2fs\n",
+								q.Requests, q.IngestPerS, q.Granted, q.Dead, q.Lost, q.DrainS)
+							return
+						}
 						if p.Handoff {
 							fmt.Fprintf(stderr, "bench: %-6s handoff round %d/%d  %d handoffs  p50 %s  p99 %s",
 								p.Side, p.Round, p.Rounds, p.Handoffs, latency(p.P50us), latency(p.P99us))
@@ -590,6 +606,7 @@ phase=handoff, c=N for the callers):
 	fl.IntVar(&f.rounds, "rounds", def.Rounds, "phases per side and concurrency, and handoff runs per side, alternating the sides")
 	fl.IntVar(&f.waiters, "waiters", def.Waiters, "waiters queued behind the holder in each handoff run")
 	fl.StringSliceVar(&f.via, "via", []string{lockbench.SideGRPC}, "transports to measure beside raw ZooKeeper: grpc, and nats too with --via nats (or grpc,nats)")
+	fl.IntVar(&f.queued, "queued", def.Queued, "with --via nats, acquires published at once through the JetStream queue (0: none)")
 	fl.StringVar(&f.nats, "nats", "", "NATS server URL for --via nats (default: one embedded in this process)")
 	fl.DurationVar(&f.timeout, "timeout", def.SetupTimeout, "how long to wait for a ZooKeeper session, each side to be ready, and each handoff run")
 	return cmd
@@ -662,6 +679,16 @@ func writeBenchLock(w io.Writer, res lockbench.Result) error {
 	}
 	if _, err := fmt.Fprintf(w, "(%d wake-ups for %d releases with a waiter, counted by zklock.Locker.Stats)\n", h.Wakeups, h.Releases); err != nil {
 		return err
+	}
+	if q := res.Queued; q != nil {
+		fmt.Fprintf(w, "\nQueued acquires through JetStream: %d published at once to a worker taking %d at a time (%d unacked at most)\n\n",
+			q.Requests, q.Concurrency, q.MaxAckPending)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "INGEST/S\tGRANTED\tDEAD\tLOST\tDRAIN\tGRANT P50\tGRANT P99")
+		fmt.Fprintf(tw, "%.1f\t%d\t%d\t%d\t%.2fs\t%.1fms\t%.1fms\n", q.IngestPerS, q.Granted, q.Dead, q.Lost, q.DrainS, q.GrantP50ms, q.GrantP99ms)
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if res.NATS == nil {
 		return nil

@@ -141,11 +141,16 @@ func TestBenchLockJSON(t *testing.T) {
 		Raw     map[string]map[string]any `json:"raw_zk"`
 		GRPC    map[string]map[string]any `json:"grpc"`
 		NATS    map[string]map[string]any `json:"nats"`
+		Queued  map[string]any            `json:"queued"`
 		Ratio   map[string]any            `json:"ratio"`
 		Handoff map[string]any            `json:"handoff"`
 		Goals   []map[string]any          `json:"goals"`
 	}
-	res := runBenchJSON(t, "lock", append([]string{"--via", "grpc,nats"}, benchLockSmall...), &doc)
+	res := runBenchJSON(t, "lock", append([]string{"--via", "grpc,nats", "--queued", "200"}, benchLockSmall...), &doc)
+	benchruntest.CheckPositive(t, res.stdout, "queued", doc.Queued, "ingest_per_s", "granted", "requests")
+	if doc.Queued["lost"] != 0.0 || doc.Queued["granted"] != 200.0 {
+		t.Errorf("queued %v, want 200 granted and 0 lost", doc.Queued)
+	}
 	benchruntest.CheckCells(t, res.stdout, map[string]map[string]map[string]any{"raw_zk": doc.Raw, "grpc": doc.GRPC, "nats": doc.NATS},
 		"ops_per_s", "p50_us", "p99_us", "ops")
 	benchruntest.CheckPositive(t, res.stdout, "ratio", doc.Ratio, "grpc_p50_c1", "grpc_ops_c64", "nats_vs_grpc_p50_c1")
@@ -222,6 +227,7 @@ func TestBenchLockBadInput(t *testing.T) {
 		{"zero timeout", []string{"--zk", good, "--timeout", "0s"}, "--timeout 0s"},
 		{"unknown transport", []string{"--zk", good, "--via", "grpc,udp"}, `--via "udp": want grpc or nats`},
 		{"nats without via nats", []string{"--zk", good, "--nats", "nats://127.0.0.1:4222"}, "give --via nats too"},
+		{"negative queued", []string{"--zk", good, "--queued", "-1"}, "--queued -1: want 0 or more"},
 		{"nats not a URL", []string{"--zk", good, "--via", "nats", "--nats", "127.0.0.1:4222"}, `--nats "127.0.0.1:4222": want a URL`},
 		{"empty zk", []string{"--zk", ""}, "empty connect string"},
 		{"malformed zk", []string{"--zk", good + ",:2181"}, "missing host"},

@@ -49,6 +49,9 @@ type Config struct {
 	// Via lists the transports measured beside raw ZooKeeper: SideGRPC
 	// always, and SideNATS if listed (nil: gRPC alone).
 	Via []string
+	// Queued is how many acquires the queued run publishes at once
+	// through JetStream (lockqueue), when the NATS side runs; 0 skips it.
+	Queued int
 	// NATS is the URL of the NATS server the NATS side uses; empty: one
 	// embedded in this process for the run.
 	NATS string
@@ -72,6 +75,7 @@ func DefaultConfig() Config {
 		Rounds:         3,
 		Concurrency:    []int{1, 64},
 		Waiters:        100,
+		Queued:         2000,
 		TTL:            10 * time.Second,
 		SessionTimeout: 10 * time.Second,
 		SetupTimeout:   30 * time.Second,
@@ -96,6 +100,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: waiters %d: want 1 to %d", ErrConfig, c.Waiters, maxWaiters)
 	case c.TTL < lockservice.MinTTL || c.TTL > lockservice.MaxTTL:
 		return fmt.Errorf("%w: ttl %v: want %v to %v", ErrConfig, c.TTL, lockservice.MinTTL, lockservice.MaxTTL)
+	case c.Queued < 0 || c.Queued > 100000:
+		return fmt.Errorf("%w: queued %d: want 0 to 100000", ErrConfig, c.Queued)
 	case c.SessionTimeout <= 0:
 		return fmt.Errorf("%w: session timeout %v: want a positive duration", ErrConfig, c.SessionTimeout)
 	case c.SetupTimeout <= 0:

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -39,7 +40,8 @@ const owner = "lockbench"
 // NATS side (nats.go) is the same replica's NATS front door and one NATS
 // connection shared by all workers.
 type serviceSide struct {
-	side    string // SideGRPC or SideNATS
+	side    string     // SideGRPC or SideNATS
+	nc      *nats.Conn // the NATS side's client connection
 	replica *replica
 	t       lockclient.Transport
 	client  lockv1.LockServiceClient

@@ -109,6 +109,20 @@ func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 		return Result{}, err
 	}
 
+	var queued *Queued
+	if ns != nil && cfg.Queued > 0 {
+		q, err := benchrun.Do(ctx, pprof.Labels("side", SideNATS, "phase", "queued"), func(ctx context.Context) (Queued, error) {
+			return runQueued(ctx, ns, ns.nc, cfg, run)
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		if cfg.Progress != nil {
+			cfg.Progress(Phase{Side: SideNATS, Queued: &q})
+		}
+		queued = &q
+	}
+
 	var (
 		hrounds []HandoffRound
 		timed   int
@@ -145,7 +159,9 @@ func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 	if ns != nil {
 		natsCells = cells(cycled[ns])
 	}
-	return newResult(cfg, cells(cycled[raw]), cells(cycled[gs]), natsCells, handoff(cfg, hrounds, timed)), nil
+	res := newResult(cfg, cells(cycled[raw]), cells(cycled[gs]), natsCells, handoff(cfg, hrounds, timed))
+	res.Queued = queued
+	return res, nil
 }
 
 // cycler is a side of the cycle phases.

@@ -167,13 +167,14 @@ func checkNothingLeft(t *testing.T) {
 // must refuse to measure, name the intruder, and leave nothing running.
 // TestBenchRunNATS runs the benchmark with the NATS side (Via) at a tiny
 // scale, one round: it runs beside the others, and the result has its
-// cells (issue #6's "nats":{"c1":…,"c64":…}) and its ratios to gRPC.
+// cells (issue #6's "nats":{"c1":…,"c64":…}), its ratios to gRPC and the
+// queued burst's figures, every request granted.
 func TestBenchRunNATS(t *testing.T) {
 	cfg := smallConfig(t)
-	cfg.Rounds, cfg.Via = 1, []string{lockbench.SideGRPC, lockbench.SideNATS}
+	cfg.Rounds, cfg.Via, cfg.Queued = 1, []string{lockbench.SideGRPC, lockbench.SideNATS}, 300
 	var phases []string
 	cfg.Progress = func(p lockbench.Phase) {
-		if !p.Handoff {
+		if !p.Handoff && p.Queued == nil {
 			phases = append(phases, p.Side)
 		}
 	}
@@ -200,6 +201,10 @@ func TestBenchRunNATS(t *testing.T) {
 	benchruntest.CheckCells(t, string(b), map[string]map[string]map[string]any{"nats": doc.NATS},
 		"ops_per_s", "p50_us", "p99_us", "ops", "cpu_us_per_op")
 	benchruntest.CheckPositive(t, string(b), "ratio", doc.Ratio, "nats_vs_grpc_p50_c1", "nats_vs_grpc_ops_c64", "nats_vs_grpc_p99_c1")
+	// The queued burst: every request granted once, none lost or dead.
+	if q := res.Queued; q == nil || q.Requests != 300 || q.Granted != 300 || q.Lost != 0 || q.Dead != 0 || q.IngestPerS <= 0 || q.GrantP50ms > q.GrantP99ms {
+		t.Errorf("queued %+v, want 300 requests all granted, none lost or dead, a positive ingest rate", q)
+	}
 }
 
 func TestBenchRunRefusesOtherInstances(t *testing.T) {

@@ -69,6 +69,7 @@ func startNATS(setup context.Context, cfg Config, run string, gs *serviceSide) (
 	}
 	s := &serviceSide{
 		side:    SideNATS,
+		nc:      clientConn,
 		replica: gs.replica,
 		t:       lockmq.Transport(clientConn),
 		prefix:  "lockbench-" + run + "-nats/",

@@ -40,7 +40,10 @@ type Result struct {
 	// NATS is the NATS side's cells, when it ran (Config.Via); its ratios
 	// are "nats_vs_grpc_ops_", "nats_vs_grpc_p50_" and "nats_vs_grpc_p99_"
 	// followed by the cell key, each NATS ÷ gRPC.
-	NATS    map[string]Cell    `json:"nats,omitempty"`
+	NATS map[string]Cell `json:"nats,omitempty"`
+	// Queued is the queued-acquire run, when the NATS side ran with
+	// Config.Queued > 0.
+	Queued  *Queued            `json:"queued,omitempty"`
 	Ratio   map[string]float64 `json:"ratio"`
 	Handoff Handoff            `json:"handoff"`
 	Goals   []Goal             `json:"goals"`
@@ -132,6 +135,8 @@ type Phase struct {
 	// zklock run's.
 	Handoffs          int
 	Wakeups, Releases uint64
+	// Queued is set on the queued run's report, alone.
+	Queued *Queued
 }
 
 // Goal is one of issue #5's targets, checked against a figure of the
