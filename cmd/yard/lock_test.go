@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,10 +17,14 @@ import (
 
 	"github.com/go-zookeeper/zk"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
+	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
+	"github.com/switchyard-dev/switchyard/lockservice/lockqueue"
 	"github.com/switchyard-dev/switchyard/lockservice/zklock"
+	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
 )
 
 // lockReplica is a running `yard serve lock` that has printed its line.
@@ -495,6 +500,7 @@ func TestLockBadInput(t *testing.T) {
 		{"malformed zk", nil, []string{"lock", "show", "a", "--zk", good + ",:2181"}, "missing host"},
 		{"serve bad listen", nil, []string{"serve", "lock", "--zk", good, "--listen", "nope"}, `--listen "nope"`},
 		{"serve bad metrics", nil, []string{"serve", "lock", "--zk", good, "--metrics", "9090"}, `--metrics "9090": want host:port`},
+		{"serve queue without nats", nil, []string{"serve", "lock", "--zk", good, "--queue"}, "--queue takes queued acquires from NATS JetStream: give --nats too"},
 		{"serve short session", nil, []string{"serve", "lock", "--zk", good, "--session", "500ms"}, "--session 500ms: want 1s or more"},
 		{"serve bad id", nil, []string{"serve", "lock", "--zk", good, "--id", "a/b"}, "--id: registry: invalid name"},
 		{"serve bad advertise", nil, []string{"serve", "lock", "--zk", good, "--advertise", "host"}, `--advertise "host"`},
@@ -552,15 +558,16 @@ func scrape(t *testing.T, url string) string {
 	return string(b)
 }
 
-// TestServeLockNATS runs `yard serve lock --nats URL`: a NATS client takes
-// and releases a lock in JSON as the nats CLI would, a subscriber sees the
-// grant and release as JSON events, and the replica stops cleanly.
+// TestServeLockNATS runs `yard serve lock --nats URL --queue`: a NATS client
+// takes and releases a lock in JSON as the nats CLI would, a subscriber
+// sees the grant and release as JSON events, a queued acquire through
+// JetStream is granted, and the replica stops cleanly.
 func TestServeLockNATS(t *testing.T) {
 	connect := zktest.Start(t).ConnectString()
 	ns := natstest.Start(t)
-	rep := startLockReplica(t, connect, "--id", "lock-nats", "--nats", ns.ClientURL())
-	rep.readUntil(t, time.After(10*time.Second), "the NATS line", func(t *testing.T, lines []string) bool {
-		return strings.HasPrefix(lines[len(lines)-1], "NATS front door on "+ns.ClientURL())
+	rep := startLockReplica(t, connect, "--id", "lock-nats", "--nats", ns.ClientURL(), "--queue")
+	rep.readUntil(t, time.After(10*time.Second), "the queue line", func(t *testing.T, lines []string) bool {
+		return strings.HasPrefix(lines[len(lines)-1], "taking queued acquires from JetStream stream SWITCHYARD_LOCK_QUEUE")
 	})
 	nc := natstest.Connect(t, ns.ClientURL())
 	events := make(chan map[string]any, 100)
@@ -614,6 +621,27 @@ func TestServeLockNATS(t *testing.T) {
 			break
 		}
 	}
+
+	// A queued acquire through JetStream, answered on the requester's inbox.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := lockqueue.NewRequester(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer req.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lease, err := req.Acquire(ctx, &lockv1.AcquireRequest{Name: "cli/queued", RequestId: "cli-queued-1", Wait: true})
+	if err != nil || lease.GetReplica() != "lock-nats" {
+		t.Fatalf("queued acquire: %v, %v; want a lease from lock-nats", lease, err)
+	}
+	if err := lockmq.Transport(nc).Release(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+
 	if code := rep.signalExit(t, syscall.SIGTERM); code != 0 {
 		t.Fatalf("serve lock after SIGTERM: exit %d\n%s", code, rep.stderr)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/zkconn"
 	"github.com/switchyard-dev/switchyard/lockservice"
 	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
+	"github.com/switchyard-dev/switchyard/lockservice/lockqueue"
 	"github.com/switchyard-dev/switchyard/mq"
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
@@ -47,6 +48,7 @@ type serveLockFlags struct {
 	metrics   string
 	nats      string
 	events    string
+	queue     bool
 	session   time.Duration
 	timeout   time.Duration
 }
@@ -63,6 +65,9 @@ func (f *serveLockFlags) check(cmd *cobra.Command) (string, error) {
 	}
 	if f.nats != "" && !strings.Contains(f.nats, "://") {
 		return "", fmt.Errorf("--nats %q: want a URL such as nats://127.0.0.1:4222", f.nats)
+	}
+	if f.queue && f.nats == "" {
+		return "", errors.New("--queue takes queued acquires from NATS JetStream: give --nats too")
 	}
 	switch f.events {
 	case "json", "protobuf", "off":
@@ -113,6 +118,9 @@ With --nats it also serves the NATS front door (package lockmq: the
 micro service switchyard-lock, ` + "`nats micro info switchyard-lock`" + `), and
 stands in the election of the one replica that publishes every lock event
 on switchyard.lock.v1.events.<name> (--events: json, protobuf or off).
+With --queue it also takes queued acquires from the JetStream work queue
+` + "SWITCHYARD_LOCK_QUEUE" + ` (package lockqueue) and answers each requester's
+Switchyard-Reply-To subject when granted.
 
 A lease lives on the replica that granted it, and its validity never
 outlasts that replica's ZooKeeper session timeout: the --session asked for,
@@ -150,6 +158,7 @@ and then exits 0.`,
 	fl.StringVar(&f.advertise, "advertise", "", "address clients are told to dial (default: the listening address)")
 	fl.StringVar(&f.nats, "nats", "", "also serve the NATS front door (micro service switchyard-lock) on the NATS server at this URL")
 	fl.StringVar(&f.events, "events", "json", "with --nats, publish lock events on switchyard.lock.v1.events.<name>: json, protobuf or off")
+	fl.BoolVar(&f.queue, "queue", false, "with --nats, also take queued acquires from the JetStream work queue (lockqueue)")
 	fl.StringVar(&f.metrics, "metrics", "", "address to serve Prometheus /metrics on, host:port (default: none)")
 	fl.DurationVar(&f.session, "session", 10*time.Second, "ZooKeeper session timeout to ask for; bounds lease validity")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "how long to wait for ZooKeeper sessions at start")
@@ -213,7 +222,10 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	}
 	rs := srv.RPCServer(reg, opts...)
 
-	var door *lockmq.Door
+	var (
+		door   *lockmq.Door
+		worker *lockqueue.Worker
+	)
 	if f.nats != "" {
 		nc, err := mq.Connect(start, f.nats, mq.WithName("yard serve lock "+id), mq.WithLogger(log))
 		if err != nil {
@@ -233,6 +245,15 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 		if door, err = lockmq.Serve(nc.NATS(), srv, dopts...); err != nil {
 			return errors.Join(fmt.Errorf("serve lock: %w", err), srv.Close())
 		}
+		if f.queue {
+			js, err := nc.JetStream()
+			if err == nil {
+				worker, err = lockqueue.Start(start, js, srv, lockqueue.Config{Logger: log, Metrics: metrics})
+			}
+			if err != nil {
+				return errors.Join(fmt.Errorf("serve lock: --queue: %w", err), door.Close(), srv.Close())
+			}
+		}
 	}
 
 	served := make(chan error, 1)
@@ -244,6 +265,9 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 			lockServiceName, id, addr, connect, conn.SessionTimeout())
 		if door != nil {
 			fmt.Fprintf(out, "NATS front door on %s (micro service %s, events %s)\n", f.nats, lockmq.ServiceName, f.events)
+		}
+		if worker != nil {
+			fmt.Fprintf(out, "taking queued acquires from JetStream stream %s\n", lockqueue.QueueStream)
 		}
 		if metricsAddr != "" {
 			fmt.Fprintf(out, "metrics on http://%s/metrics\n", metricsAddr)
@@ -259,6 +283,11 @@ func serveLock(cmd *cobra.Command, f *serveLockFlags, connect string) error {
 	var errs []error
 	if serveErr != nil {
 		errs = append(errs, serveErr)
+	}
+	if worker != nil {
+		if err := worker.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing the queue worker: %w", err))
+		}
 	}
 	if door != nil {
 		if err := door.Close(); err != nil {

@@ -53,6 +53,16 @@
 // between two of the watcher's reads of its lock is missed too, by both
 // ways alike. DecodeEvent reads one.
 //
+// # Queued acquires
+//
+// Package lockqueue adds a durable way in: AcquireRequests published to
+// the JetStream work-queue stream SWITCHYARD_LOCK_QUEUE on subject
+// switchyard.lock.v1.queue.acquire (Nats-Msg-Id: the request id;
+// Switchyard-Reply-To: where the outcome goes), taken by the replicas'
+// workers a bounded number at a time, and dead letters in
+// SWITCHYARD_LOCK_DLQ on switchyard.lock.v1.queue.dead with the reason in
+// Switchyard-Dead-Reason. lockqueue's doc has the whole contract.
+//
 // Names and replica ids are one subject token each, escaped by Token: "."
 // and "*", ">", "%", whitespace and bytes outside printable ASCII become
 // %XX; "/" stays ("orders/42" → switchyard.lock.v1.events.orders/42).
