@@ -203,6 +203,8 @@ type Workers struct {
 	cancel  context.CancelFunc
 	stop    atomic.Bool // no more pulls
 	crashed atomic.Bool // no more acks or naks
+	dying   atomic.Bool // each worker stops after its next applied purchase, unacked
+	held    atomic.Int64
 	wg      sync.WaitGroup
 	done    chan struct{}
 	once    sync.Once
@@ -252,7 +254,9 @@ func (w *Workers) run() {
 			}
 			continue
 		}
-		w.handle(msg)
+		if died := w.handle(msg); died {
+			return
+		}
 	}
 }
 
@@ -266,8 +270,9 @@ func (w *Workers) pause(d time.Duration) {
 	}
 }
 
-// handle runs one message's purchase and acks, naks or terminates it.
-func (w *Workers) handle(msg jetstream.Msg) {
+// handle runs one message's purchase and acks, naks or terminates it. It
+// reports whether the worker died holding it (see CrashAfterApply).
+func (w *Workers) handle(msg jetstream.Msg) (died bool) {
 	p := Processed{Delivery: 1}
 	if meta, err := msg.Metadata(); err == nil {
 		p.Delivery = meta.NumDelivered
@@ -277,14 +282,21 @@ func (w *Workers) handle(msg jetstream.Msg) {
 		p.Err = fmt.Errorf("%w: message does not decode: %w", ErrInvalidPurchase, err)
 		_ = msg.TermWithReason("does not decode as switchyard.flashsale.v1.PurchaseRequest")
 		w.observe(p)
-		return
+		return false
 	}
 	p.PurchaseID, p.Item = req.GetPurchaseId(), req.GetItem()
 	ctx, cancel := context.WithTimeout(w.ctx, w.opts.timeout)
 	defer cancel()
 	p.Result, p.Err = w.shop.Purchase(ctx, req)
 	if w.crashed.Load() {
-		return // a crashed worker acks nothing: the message comes back
+		return true // a crashed worker acks nothing: the message comes back
+	}
+	if p.Err == nil && w.dying.Load() {
+		// Killed between the store's write and the ack: the message comes
+		// back after AckWait, and the store answers it as a duplicate.
+		w.held.Add(1)
+		w.observe(p)
+		return true
 	}
 	switch {
 	case errors.Is(p.Err, ErrInvalidPurchase), errors.Is(p.Err, ErrUnknownItem):
@@ -302,6 +314,7 @@ func (w *Workers) handle(msg jetstream.Msg) {
 	}
 	p.At = time.Now()
 	w.observe(p)
+	return false
 }
 
 func (w *Workers) observe(p Processed) {
@@ -337,4 +350,24 @@ func (w *Workers) Crash() {
 	w.stop.Store(true)
 	w.cancel()
 	<-w.done
+}
+
+// CrashAfterApply stops the pool as processes killed between the store's
+// write and the ack would stop — the window every at-least-once consumer
+// has. Worker by worker: each runs the purchase it holds, or pulls the
+// next, and stops as soon as the store has applied one, without acking
+// it. Those messages come back after the queue's AckWait, to whatever
+// workers run then, and the store absorbs them as duplicates. It returns
+// once every worker has stopped, with how many messages they left applied
+// but unacked; if ctx ends first (no message came), the workers still
+// running crash as in Crash. The observer is told of each held purchase
+// (Acked false).
+func (w *Workers) CrashAfterApply(ctx context.Context) (held int) {
+	w.dying.Store(true)
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		w.Crash()
+	}
+	return int(w.held.Load())
 }

@@ -109,6 +109,22 @@ var Catalog = []Entry{
 	{
 		Name:    "decoupling",
 		Summary: "the consumers down for a while: RPC producers fail, MQ producers do not; backlog, drain, duplicates",
+		New: func(o Options) (Scenario, error) {
+			if err := o.Validate(); err != nil {
+				return nil, err
+			}
+			return NewDecoupling(DefaultDecoupling(o))
+		},
+	},
+	{
+		Name:    "mq-costs",
+		Summary: "what MQ costs: latency under load, stale reads after an accepted purchase, duplicates, moving parts",
+		New: func(o Options) (Scenario, error) {
+			if err := o.Validate(); err != nil {
+				return nil, err
+			}
+			return NewCosts(DefaultCosts(o))
+		},
 	},
 }
 

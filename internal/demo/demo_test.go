@@ -3,7 +3,6 @@ package demo_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -130,31 +129,7 @@ func TestPeakShaving(t *testing.T) {
 		}
 	})
 	t.Run("json", func(t *testing.T) {
-		var buf bytes.Buffer
-		if err := report.WriteJSON(&buf); err != nil {
-			t.Fatal(err)
-		}
-		var doc struct {
-			Scenarios []struct {
-				Name     string                    `json:"name"`
-				Paths    map[string]map[string]any `json:"paths"`
-				Verdicts []string                  `json:"verdicts"`
-			} `json:"scenarios"`
-		}
-		if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
-			t.Fatalf("%v\n%s", err, &buf)
-		}
-		if len(doc.Scenarios) != 1 || doc.Scenarios[0].Name != "peak-shaving" || len(doc.Scenarios[0].Verdicts) == 0 {
-			t.Fatalf("scenarios: %s", &buf)
-		}
-		for _, path := range []string{"rpc", "mq"} {
-			obj := doc.Scenarios[0].Paths[path]
-			for _, k := range append(slices.Clone(demo.RequiredKeys), "timed_out", "burst_refused_pct", "queue_depth_max") {
-				if _, ok := obj[k].(float64); !ok {
-					t.Errorf("paths.%s.%s is %v, want a number", path, k, obj[k])
-				}
-			}
-		}
+		checkJSON(t, report, "peak-shaving", []string{demo.PathRPC, demo.PathMQ}, "timed_out", "burst_refused_pct", "queue_depth_max")
 	})
 	t.Run("text", func(t *testing.T) {
 		var buf bytes.Buffer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"time"
 
@@ -35,6 +36,8 @@ type ShopConfig struct {
 	Stock int64
 	// Capacity is the downstream's capacity C, purchases a second.
 	Capacity float64
+	// Extra are further items, with their stock (the probes' items, say).
+	Extra map[string]int64
 }
 
 // ItemNames returns the names of n items.
@@ -56,6 +59,7 @@ func NewShop(env *Env, scenario, path string, cfg ShopConfig, locks *lockclient.
 	for _, name := range ItemNames(cfg.Items) {
 		stock[name] = cfg.Stock
 	}
+	maps.Copy(stock, cfg.Extra)
 	store, err := flashsale.NewStore(stock)
 	if err != nil {
 		return nil, err
@@ -92,8 +96,12 @@ type RPCPath struct {
 	// Client calls it.
 	Client flashsalev1.FlashSaleServiceClient
 
-	srv    *rpc.Server
+	env    *Env
+	id     string
+	limits RPCLimits
 	conn   *grpc.ClientConn
+
+	srv    *rpc.Server // nil while crashed
 	stop   context.CancelFunc
 	served chan error
 }
@@ -102,57 +110,104 @@ type RPCPath struct {
 // under flashsale.ServiceName) with limits, and returns once a client
 // through the registry has been answered. Close stops it.
 func StartRPCPath(ctx context.Context, env *Env, shop *flashsale.Shop, id string, limits RPCLimits) (_ *RPCPath, err error) {
-	opts := []rpc.ServerOption{
-		rpc.WithInstance(&registryv1.Instance{Id: id}),
-		rpc.WithLogger(env.Quiet()),
-		rpc.WithMetrics(nil),
-		rpc.WithDrainMargin(50 * time.Millisecond),
-	}
-	if limits.Rate > 0 {
-		opts = append(opts, rpc.WithRateLimit(rate.Limit(limits.Rate), max(limits.Burst, 1)))
-	}
-	if limits.MaxConcurrent > 0 {
-		opts = append(opts, rpc.WithMaxConcurrent(limits.MaxConcurrent))
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("demo: shop server: %w", err)
-	}
-	p := &RPCPath{Shop: shop, srv: flashsale.NewGRPCServer(env.Registry, shop, env.Quiet(), opts...), served: make(chan error, 1)}
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	p.stop = stop
-	go func() { p.served <- p.srv.Serve(sctx, lis) }()
+	p := &RPCPath{Shop: shop, env: env, id: id, limits: limits}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.Close())
 		}
 	}()
-	select {
-	case <-p.srv.Ready():
-	case err := <-p.served:
-		p.served <- err
-		return nil, fmt.Errorf("demo: shop server stopped before it registered: %w", err)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("demo: shop server not registered: %w", ctx.Err())
+	if err := p.serve(ctx); err != nil {
+		return nil, err
 	}
 	p.conn, err = rpc.NewClient(env.Registry, flashsale.ServiceName, rpc.WithClientMetrics(nil), rpc.WithClientLogger(env.Quiet()))
 	if err != nil {
 		return nil, fmt.Errorf("demo: shop client: %w", err)
 	}
 	p.Client = flashsalev1.NewFlashSaleServiceClient(p.conn)
-	// The registry's news reaches the client's resolver a moment after
-	// the server registered: wait for a first answer.
+	if err := p.awaitAnswer(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// serve starts the shop's server on a new loopback port and returns once
+// it is registered.
+func (p *RPCPath) serve(ctx context.Context) error {
+	opts := []rpc.ServerOption{
+		rpc.WithInstance(&registryv1.Instance{Id: p.id}),
+		rpc.WithLogger(p.env.Quiet()),
+		rpc.WithMetrics(nil),
+		rpc.WithDrainMargin(50 * time.Millisecond),
+	}
+	if p.limits.Rate > 0 {
+		opts = append(opts, rpc.WithRateLimit(rate.Limit(p.limits.Rate), max(p.limits.Burst, 1)))
+	}
+	if p.limits.MaxConcurrent > 0 {
+		opts = append(opts, rpc.WithMaxConcurrent(p.limits.MaxConcurrent))
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo: shop server: %w", err)
+	}
+	srv := flashsale.NewGRPCServer(p.env.Registry, p.Shop, p.env.Quiet(), opts...)
+	// The server lives until Close or Crash, not until ctx ends.
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(sctx, lis) }()
+	p.srv, p.stop, p.served = srv, stop, served
+	select {
+	case <-srv.Ready():
+		return nil
+	case err := <-served:
+		served <- err // for Close
+		return fmt.Errorf("demo: shop server stopped before it registered: %w", err)
+	case <-ctx.Done():
+		return fmt.Errorf("demo: shop server not registered: %w", ctx.Err())
+	}
+}
+
+// awaitAnswer waits for the client's first answer: the registry's news
+// reaches its resolver a moment after the server registered.
+func (p *RPCPath) awaitAnswer(ctx context.Context) error {
 	for {
 		_, err := p.Client.Stock(ctx, &flashsalev1.StockRequest{Item: ItemNames(1)[0]})
 		if err == nil || status.Code(err) == codes.InvalidArgument {
-			return p, nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("demo: shop server does not answer: %w (last: %w)", ctx.Err(), err)
+			return fmt.Errorf("demo: shop server does not answer: %w (last: %w)", ctx.Err(), err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// Crash stops the shop's server as a crashed process stops: at once, the
+// calls in flight failing (purchases they had applied stay applied), and
+// its registry entry gone (as when its session ends). Callers get errors
+// until Restart. It waits for the server to stop.
+func (p *RPCPath) Crash() error {
+	if p.srv == nil {
+		return nil
+	}
+	p.srv.GRPC().Stop()
+	err := <-p.served
+	p.stop()
+	p.srv, p.stop, p.served = nil, nil, nil
+	if err != nil {
+		return fmt.Errorf("demo: crashing the shop server: %w", err)
+	}
+	return nil
+}
+
+// Restart serves the shop again after Crash, on a new port under the
+// same instance id, and returns once it is registered (the client learns
+// of it a moment later).
+func (p *RPCPath) Restart(ctx context.Context) error {
+	if p.srv != nil {
+		return errors.New("demo: the shop server is running")
+	}
+	return p.serve(ctx)
 }
 
 // Close closes the client, then drains the server (deregistered first,
@@ -167,6 +222,7 @@ func (p *RPCPath) Close() error {
 		p.stop()
 		p.stop = nil
 		errs = append(errs, <-p.served)
+		p.srv = nil
 	}
 	return errors.Join(errs...)
 }
@@ -192,11 +248,13 @@ type MQPath struct {
 	Shop *flashsale.Shop
 	// Queue is the producers' handle.
 	Queue *flashsale.Queue
-	// Workers is the pool.
+	// Workers is the pool (nil while crashed).
 	Workers *flashsale.Workers
 
-	cfg flashsale.QueueConfig
-	nc  *nats.Conn
+	env  *Env
+	cfg  flashsale.QueueConfig
+	opts []flashsale.WorkerOption
+	nc   *nats.Conn
 }
 
 // StartMQPath creates the queue cfg names (stream, subject and consumer
@@ -204,7 +262,8 @@ type MQPath struct {
 // workers buying from shop; opts go to flashsale.StartWorkers (an
 // observer, say). Close stops it and deletes the stream.
 func StartMQPath(ctx context.Context, env *Env, shop *flashsale.Shop, cfg flashsale.QueueConfig, opts ...flashsale.WorkerOption) (_ *MQPath, err error) {
-	p := &MQPath{Shop: shop, cfg: cfg}
+	p := &MQPath{Shop: shop, env: env, cfg: cfg}
+	p.opts = append([]flashsale.WorkerOption{flashsale.WithWorkerLogger(env.Quiet())}, opts...)
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, p.Close(context.WithoutCancel(ctx)))
@@ -213,18 +272,47 @@ func StartMQPath(ctx context.Context, env *Env, shop *flashsale.Shop, cfg flashs
 	if p.Queue, err = flashsale.OpenQueue(ctx, env.JetStream, cfg); err != nil {
 		return nil, err
 	}
-	if p.nc, err = env.DialNATS("workers"); err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(p.nc)
-	if err != nil {
-		return nil, fmt.Errorf("demo: workers' JetStream: %w", err)
-	}
-	opts = append([]flashsale.WorkerOption{flashsale.WithWorkerLogger(env.Quiet())}, opts...)
-	if p.Workers, err = flashsale.StartWorkers(ctx, js, cfg, shop, opts...); err != nil {
+	if err := p.startWorkers(ctx); err != nil {
 		return nil, err
 	}
 	return p, nil
+}
+
+// startWorkers starts the pool on a new NATS connection of its own.
+func (p *MQPath) startWorkers(ctx context.Context) (err error) {
+	if p.nc, err = p.env.DialNATS("workers"); err != nil {
+		return err
+	}
+	js, err := jetstream.New(p.nc)
+	if err != nil {
+		return fmt.Errorf("demo: workers' JetStream: %w", err)
+	}
+	p.Workers, err = flashsale.StartWorkers(ctx, js, p.cfg, p.Shop, p.opts...)
+	return err
+}
+
+// CrashAfterApply kills the pool between the store's write and the ack
+// (flashsale.Workers.CrashAfterApply) and closes its connection, as a
+// killed process's would close. It returns how many messages the workers
+// left applied but unacked: they come back after the queue's AckWait.
+func (p *MQPath) CrashAfterApply(ctx context.Context) int {
+	if p.Workers == nil {
+		return 0
+	}
+	held := p.Workers.CrashAfterApply(ctx)
+	p.Workers = nil
+	p.nc.Close()
+	p.nc = nil
+	return held
+}
+
+// RestartWorkers starts a new pool after CrashAfterApply, with the same
+// options, on a new connection.
+func (p *MQPath) RestartWorkers(ctx context.Context) error {
+	if p.Workers != nil {
+		return errors.New("demo: the workers are running")
+	}
+	return p.startWorkers(ctx)
 }
 
 // Close stops the workers gracefully, deletes the stream and closes the

@@ -2,16 +2,12 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/switchyard-dev/switchyard/examples/flashsale"
-	flashsalev1 "github.com/switchyard-dev/switchyard/proto/switchyard/flashsale/v1"
 )
 
 // PeakShavingConfig is the peak-shaving scenario's knobs. Start from
@@ -180,10 +176,20 @@ func (p *PeakShaving) Run(ctx context.Context, env *Env, progress Progress) (*Sc
 	}
 	for _, path := range []string{PathRPC, PathMQ} {
 		prog.set(path, nil)
-		pr, err := p.runPath(ctx, env, path, shopCfg, sends, pick, cfg, &prog)
+		run, err := runSale(ctx, env, saleSpec{
+			scenario: p.Name(), path: path, profile: profile, pick: pick, shop: shopCfg,
+			deadline: cfg.Deadline, workers: cfg.Workers,
+			limits: RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent},
+			bucket: cfg.Bucket, drainTimeout: cfg.DrainTimeout,
+		}, &prog)
 		if err != nil {
 			return nil, err
 		}
+		pr := run.result
+		off, refused := run.tracker.Phase(burstPhase)
+		pr.Set("burst_offered", "burst offered", UnitCount, float64(off))
+		pr.Set("burst_refused", "burst refused", UnitCount, float64(refused))
+		pr.Set("burst_refused_pct", "burst refused share", UnitPercent, pct(refused, off))
 		res.Paths = append(res.Paths, pr)
 	}
 	res.Verdicts = peakVerdicts(res, cfg)
@@ -191,143 +197,6 @@ func (p *PeakShaving) Run(ctx context.Context, env *Env, progress Progress) (*Sc
 		progress.Update("done", 1)
 	}
 	return res, nil
-}
-
-// runPath runs one path through the schedule, drains it, tears it down
-// and returns its figures.
-func (p *PeakShaving) runPath(ctx context.Context, env *Env, path string, shopCfg ShopConfig, sends []Send, pick []string, cfg PeakShavingConfig, prog *progressState) (_ *PathResult, err error) {
-	profile := cfg.Profile()
-	// The recorder's clock starts when the schedule does; the shop's
-	// capacity records into it from the first admission.
-	rec := NewRecorder(time.Now(), cfg.Bucket)
-	tr := NewTracker(rec)
-	run := PathRun{Name: path, Title: strings.ToUpper(path), Tracker: tr, Recorder: rec, Capacity: cfg.Capacity}
-
-	var (
-		submit  func(ctx context.Context, req *flashsalev1.PurchaseRequest) error
-		depth   func(ctx context.Context) (float64, error)
-		closers []func() error
-	)
-	// closeAll stops what the path started, last first, once.
-	closeAll := func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i]())
-		}
-		closers = nil
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("demo: peak shaving: %s path: stopping: %w", path, err)
-		}
-		return nil
-	}
-	defer func() {
-		if cerr := closeAll(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	setup, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	switch path {
-	case PathRPC:
-		shop, err := NewShop(env, p.Name(), path, shopCfg, env.Locks, rec)
-		if err != nil {
-			return nil, err
-		}
-		run.Store = shop.Store()
-		rp, err := StartRPCPath(setup, env, shop, env.Name(p.Name(), "shop"), RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent})
-		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, rp.Close)
-		submit = func(ctx context.Context, req *flashsalev1.PurchaseRequest) error {
-			_, err := rp.Client.Purchase(ctx, req)
-			return err
-		}
-		depth = func(context.Context) (float64, error) { return float64(shop.InFlight()), nil }
-	case PathMQ:
-		shop, err := NewShop(env, p.Name(), path, shopCfg, env.LocksNATS, rec)
-		if err != nil {
-			return nil, err
-		}
-		run.Store = shop.Store()
-		name := env.Name(p.Name())
-		qcfg := flashsale.QueueConfig{Stream: "FLASHSALE_" + name, Subject: "flashsale." + name + ".purchases", Consumer: "workers", Workers: cfg.Workers}
-		mp, err := StartMQPath(setup, env, shop, qcfg, flashsale.WithObserver(func(pr flashsale.Processed) {
-			if pr.Err == nil {
-				tr.Settle(pr.PurchaseID, pr.At)
-			}
-		}))
-		if err != nil {
-			return nil, err
-		}
-		closers = append(closers, func() error { return mp.Close(context.WithoutCancel(ctx)) })
-		submit = func(ctx context.Context, req *flashsalev1.PurchaseRequest) error {
-			_, err := mp.Queue.Enqueue(ctx, req)
-			return err
-		}
-		depth = func(ctx context.Context) (float64, error) {
-			d, err := mp.Queue.Depth(ctx)
-			return float64(d), err
-		}
-	default:
-		return nil, fmt.Errorf("demo: peak shaving: unknown path %q", path)
-	}
-
-	start := time.Now().Add(100 * time.Millisecond)
-	rec.Restart(start)
-	run.ScheduleEnd = start.Add(profile.Duration())
-	stopSampling := rec.Sample(ColQueueDepth, cfg.Bucket, depth)
-	closers = append(closers, func() error { stopSampling(); return nil })
-	prog.set(path, func() string { return pathStage(profile, start, tr) })
-
-	run.Dispatch = Dispatch(ctx, start, sends, 20000, func(ctx context.Context, i int, scheduled time.Time) {
-		id := fmt.Sprintf("%s-%s-%06d", env.RunID, path, i)
-		tr.Offer(id, scheduled, sends[i].Phase)
-		cctx, cancel := context.WithTimeout(ctx, cfg.Deadline)
-		defer cancel()
-		err := submit(cctx, &flashsalev1.PurchaseRequest{PurchaseId: id, Item: pick[i], Quantity: 1})
-		now := time.Now()
-		switch {
-		case err == nil && path == PathRPC:
-			tr.Accept(id, now)
-			tr.Settle(id, now) // the call returns once the store has applied it
-		case err == nil:
-			tr.Accept(id, now)
-		case path == PathRPC:
-			tr.Refuse(id, now, ClassifyRPC(err))
-		default:
-			tr.Refuse(id, now, ClassifyPublish(err))
-		}
-	})
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-
-	// Drain: wait for every accepted purchase to be settled.
-	deadline := time.Now().Add(cfg.DrainTimeout)
-	for tr.Counts().Pending > 0 && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	stopSampling()
-	dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
-	if d, err := depth(dctx); err == nil {
-		rec.Gauge(ColQueueDepth, time.Now(), d) // the depth the drain left
-	}
-	dcancel()
-	if err := closeAll(); err != nil {
-		return nil, err
-	}
-
-	pr := run.Result()
-	off, refused := tr.Phase(burstPhase)
-	pr.Set("burst_offered", "burst offered", UnitCount, float64(off))
-	pr.Set("burst_refused", "burst refused", UnitCount, float64(refused))
-	pr.Set("burst_refused_pct", "burst refused share", UnitPercent, pct(refused, off))
-	return pr, nil
 }
 
 // pathStage describes where a path's run is, for the progress line.

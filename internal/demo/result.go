@@ -30,6 +30,10 @@ type Figure struct {
 	Unit Unit
 	// Value is the number.
 	Value float64
+	// NA marks a figure that does not apply to its path (a required one,
+	// say, that the scenario has no use for): the JSON carries Value (0),
+	// the table "n/a".
+	NA bool
 }
 
 // RequiredKeys are the JSON keys every path object carries, in table
@@ -59,6 +63,26 @@ type PathResult struct {
 	Extra []Figure
 	// Series is the path's time series (nil: none), for CSV and charts.
 	Series *Series
+
+	na map[string]bool // keys of figures that do not apply (see NotApplicable)
+}
+
+// NotApplicable marks figures, required or extra, that do not apply to
+// the path: each keeps its value (0, for a required figure the scenario
+// does not set) in the JSON, and the table prints "n/a".
+func (p *PathResult) NotApplicable(keys ...string) {
+	if p.na == nil {
+		p.na = map[string]bool{}
+	}
+	for _, k := range keys {
+		p.na[k] = true
+	}
+}
+
+// SetNA sets the scenario figure key to 0 and marks it not applicable.
+func (p *PathResult) SetNA(key, label string, unit Unit) {
+	p.Set(key, label, unit, 0)
+	p.NotApplicable(key)
 }
 
 // Set sets the scenario figure key (adding it after the others the first
@@ -67,6 +91,7 @@ func (p *PathResult) Set(key, label string, unit Unit, v float64) {
 	for i := range p.Extra {
 		if p.Extra[i].Key == key {
 			p.Extra[i] = Figure{Key: key, Label: label, Unit: unit, Value: v}
+			delete(p.na, key)
 			return
 		}
 	}
@@ -83,21 +108,25 @@ func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisec
 // Figures returns every figure, required first, in table order.
 func (p *PathResult) Figures() []Figure {
 	f := []Figure{
-		{"offered", "offered", UnitCount, float64(p.Offered)},
-		{"accepted", "accepted", UnitCount, float64(p.Accepted)},
-		{"completed", "completed", UnitCount, float64(p.Completed)},
-		{"rejected", "rejected", UnitCount, float64(p.Rejected)},
-		{"lost", "lost", UnitCount, float64(p.Lost)},
-		{"oversold", "oversold", UnitCount, float64(p.Oversold)},
-		{"duplicates", "duplicates absorbed", UnitCount, float64(p.Duplicates)},
-		{"capacity_per_s", "capacity C", UnitRate, p.CapacityPerS},
-		{"max_downstream_per_s", "max downstream rate", UnitRate, p.MaxDownstreamPerS},
-		{"p50_ms", "latency p50", UnitMillis, p.P50ms},
-		{"p99_ms", "latency p99", UnitMillis, p.P99ms},
-		{"max_ms", "latency max", UnitMillis, p.MaxMs},
-		{"drain_s", "drain time", UnitSeconds, p.DrainS},
+		{Key: "offered", Label: "offered", Unit: UnitCount, Value: float64(p.Offered)},
+		{Key: "accepted", Label: "accepted", Unit: UnitCount, Value: float64(p.Accepted)},
+		{Key: "completed", Label: "completed", Unit: UnitCount, Value: float64(p.Completed)},
+		{Key: "rejected", Label: "rejected", Unit: UnitCount, Value: float64(p.Rejected)},
+		{Key: "lost", Label: "lost", Unit: UnitCount, Value: float64(p.Lost)},
+		{Key: "oversold", Label: "oversold", Unit: UnitCount, Value: float64(p.Oversold)},
+		{Key: "duplicates", Label: "duplicates absorbed", Unit: UnitCount, Value: float64(p.Duplicates)},
+		{Key: "capacity_per_s", Label: "capacity C", Unit: UnitRate, Value: p.CapacityPerS},
+		{Key: "max_downstream_per_s", Label: "max downstream rate", Unit: UnitRate, Value: p.MaxDownstreamPerS},
+		{Key: "p50_ms", Label: "latency p50", Unit: UnitMillis, Value: p.P50ms},
+		{Key: "p99_ms", Label: "latency p99", Unit: UnitMillis, Value: p.P99ms},
+		{Key: "max_ms", Label: "latency max", Unit: UnitMillis, Value: p.MaxMs},
+		{Key: "drain_s", Label: "drain time", Unit: UnitSeconds, Value: p.DrainS},
 	}
-	return append(f, p.Extra...)
+	f = append(f, p.Extra...)
+	for i := range f {
+		f[i].NA = f[i].NA || p.na[f[i].Key]
+	}
+	return f
 }
 
 // Figure returns the figure key's value, required or extra.

@@ -111,10 +111,13 @@ func (s *ScenarioResult) rows() (rows [][]string, labels []string) {
 
 // FormatFigure formats a figure's value in its unit: counts as integers,
 // rates as "/s", latencies in ms below ten seconds and in s above, shares
-// as percentages.
+// as percentages; a figure that does not apply as "n/a".
 func FormatFigure(f Figure) string {
 	v := f.Value
-	if math.IsNaN(v) || math.IsInf(v, 0) {
+	switch {
+	case f.NA:
+		return "n/a"
+	case math.IsNaN(v) || math.IsInf(v, 0):
 		return "-"
 	}
 	switch f.Unit {

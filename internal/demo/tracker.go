@@ -26,6 +26,7 @@ type request struct {
 	accepted  bool
 	refused   string // the column it was refused under
 	settled   bool
+	settledAt time.Time
 }
 
 // TrackerCounts are a Tracker's counts.
@@ -106,7 +107,7 @@ func (t *Tracker) Settle(id string, at time.Time) {
 	if !ok || r.settled {
 		return
 	}
-	r.settled = true
+	r.settled, r.settledAt = true, at
 	t.counts.Settled++
 	if r.accepted {
 		t.counts.Completed++
@@ -155,4 +156,38 @@ func (t *Tracker) Phase(phase int) (offered, refused int64) {
 		}
 	}
 	return offered, refused
+}
+
+// SettledBefore looks at the accepted requests scheduled before
+// scheduled: it returns the latest time one of them was settled (zero for
+// none) and how many are not settled yet. After an outage, the first is
+// when the backlog it left was worked off.
+func (t *Tracker) SettledBefore(scheduled time.Time) (last time.Time, pending int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range t.reqs {
+		if !r.accepted || !r.scheduled.Before(scheduled) {
+			continue
+		}
+		if !r.settled {
+			pending++
+		} else if r.settledAt.After(last) {
+			last = r.settledAt
+		}
+	}
+	return last, pending
+}
+
+// PhaseLatencies summarises the latency of phase's accepted requests that
+// were settled: from the scheduled send to the settlement.
+func (t *Tracker) PhaseLatencies(phase int) LatencySummary {
+	t.mu.Lock()
+	var lat []time.Duration
+	for _, r := range t.reqs {
+		if r.phase == phase && r.accepted && r.settled {
+			lat = append(lat, r.settledAt.Sub(r.scheduled))
+		}
+	}
+	t.mu.Unlock()
+	return Summarise(lat)
 }
