@@ -16,4 +16,7 @@ var (
 	// ErrNoCapacity reports a purchase whose caller's deadline would pass
 	// before the downstream had room for it.
 	ErrNoCapacity = errors.New("flashsale: no capacity before the deadline")
+	// ErrInvalidEvent reports an event that cannot be sent or handled: no
+	// event id, or a NATS message that does not decode as a SaleEvent.
+	ErrInvalidEvent = errors.New("flashsale: invalid event")
 )

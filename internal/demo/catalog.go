@@ -105,6 +105,12 @@ var Catalog = []Entry{
 	{
 		Name:    "broadcast",
 		Summary: "a sold-out event to N subscribers: one NATS publish against N RPC calls; a slow and an offline subscriber",
+		New: func(o Options) (Scenario, error) {
+			if err := o.Validate(); err != nil {
+				return nil, err
+			}
+			return NewBroadcast(DefaultBroadcast(o))
+		},
 	},
 	{
 		Name:    "decoupling",

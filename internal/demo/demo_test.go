@@ -46,28 +46,13 @@ func startEnv(t *testing.T) *demo.Env {
 // #7 says must hold, with tolerances, not timings; then the report's JSON,
 // text, CSV and charts from that run.
 func TestPeakShaving(t *testing.T) {
-	zktest.Shared(t) // its process's waiter outlives the test
-	checkGoroutines(t)
-	env := startEnv(t)
 	cfg := demo.DefaultPeakShaving(demo.Options{Capacity: 100, Scale: 0.2})
 	sc, err := demo.NewPeakShaving(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var updates atomic.Int64
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	report, err := demo.Run(ctx, env, []demo.Scenario{sc}, func(int, demo.Scenario) demo.Progress {
-		return demo.ProgressFunc(func(string, float64) { updates.Add(1) })
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := report.Scenarios[0]
+	res, report := runScenario(t, sc)
 	rpc, mq := res.Path(demo.PathRPC), res.Path(demo.PathMQ)
-	if rpc == nil || mq == nil {
-		t.Fatalf("paths %v, want rpc and mq", res.Paths)
-	}
 	fig := func(p *demo.PathResult, key string) float64 {
 		t.Helper()
 		v, ok := p.Figure(key)
@@ -150,9 +135,6 @@ func TestPeakShaving(t *testing.T) {
 		}
 		checkOut(t, dir, files)
 	})
-	if updates.Load() == 0 {
-		t.Error("no progress was reported")
-	}
 }
 
 // checkGoroutines fails t if, once t's cleanups (registered after this
@@ -383,6 +365,7 @@ func TestDemoRecorder(t *testing.T) {
 }
 
 func TestDemoSelect(t *testing.T) {
+	all := []string{"peak-shaving", "broadcast", "decoupling", "mq-costs"}
 	tests := []struct {
 		name     string
 		args     []string
@@ -390,13 +373,19 @@ func TestDemoSelect(t *testing.T) {
 		notBuilt bool // some are listed as not built
 		err      error
 	}{
-		{"no argument is all", nil, []string{"peak-shaving"}, true, nil},
-		{"all", []string{"all"}, []string{"peak-shaving"}, true, nil},
+		{"no argument is all", nil, all, true, nil},
+		{"all", []string{"all"}, all, true, nil},
 		{"one", []string{"peak-shaving"}, []string{"peak-shaving"}, false, nil},
 		{"twice is once", []string{"peak-shaving", "peak-shaving"}, []string{"peak-shaving"}, false, nil},
+		{"catalog order", []string{"mq-costs", "broadcast"}, []string{"broadcast", "mq-costs"}, false, nil},
 		{"unknown", []string{"peak"}, nil, false, demo.ErrUnknownScenario},
-		{"not built", []string{"broadcast"}, nil, false, demo.ErrNotBuilt},
+		{"not built", []string{"unbuilt"}, nil, false, demo.ErrNotBuilt},
 	}
+	// Every scenario of issue #7 is built: an entry with no New stands
+	// in for the next one.
+	saved := demo.Catalog
+	demo.Catalog = append(slices.Clone(saved), demo.Entry{Name: "unbuilt", Summary: "not built yet"})
+	t.Cleanup(func() { demo.Catalog = saved })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, notBuilt, err := demo.Select(tt.args)

@@ -48,7 +48,23 @@
 //	drain_s               from the end of the schedule to the last completion
 //	                      (0 when everything was done by then)
 //
-// Scenario-specific figures sit beside them in the same object (for peak
-// shaving: timed_out, failed, burst_offered, burst_refused_pct,
-// queue_depth_max, sold, sold_out, ...).
+// Scenario-specific figures sit beside them in the same object; a figure
+// that does not apply to a path is 0 in the JSON and "n/a" in the table.
+// Every flash-sale path has timed_out, failed, sold, sold_out,
+// applied_not_accepted, queue_depth_max, client_dropped and
+// max_send_lag_ms; then, by scenario:
+//
+//	peak-shaving  burst_offered, burst_refused, burst_refused_pct
+//	decoupling    outage_s, outage_offered, outage_errors, outage_errors_pct,
+//	              producer_errors, applied; on MQ restart_drain_s (the
+//	              backlog worked off after the workers came back),
+//	              held_unacked (applied but unacked when they were killed)
+//	              and redelivered
+//	mq-costs      <phase>_p50_ms, <phase>_p99_ms, <phase>_refused_pct for
+//	              the phases light, near, over and cool; probes,
+//	              stale_reads_pct, stale_p50_ms, stale_max_ms,
+//	              stale_never_fresh (a reader checking the stock right
+//	              after a purchase was accepted); retries,
+//	              retries_dup_at_door, retries_failed (purchases sent
+//	              twice); moving_parts
 package demo

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 )
 
-// runScenario runs sc on a fresh stack and returns its result and report.
+// runScenario runs sc on a fresh stack and returns its result and
+// report, failing t if the run reported no progress or lacks the rpc or
+// mq path. Every goroutine the run started must be gone when t ends.
 func runScenario(t *testing.T, sc demo.Scenario) (*demo.ScenarioResult, *demo.Report) {
 	t.Helper()
 	zktest.Shared(t) // its process's waiter outlives the test
@@ -21,9 +24,15 @@ func runScenario(t *testing.T, sc demo.Scenario) (*demo.ScenarioResult, *demo.Re
 	env := startEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	report, err := demo.Run(ctx, env, []demo.Scenario{sc}, nil)
+	var updates atomic.Int64
+	report, err := demo.Run(ctx, env, []demo.Scenario{sc}, func(int, demo.Scenario) demo.Progress {
+		return demo.ProgressFunc(func(string, float64) { updates.Add(1) })
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if updates.Load() == 0 {
+		t.Error("no progress was reported")
 	}
 	res := report.Scenarios[0]
 	if res.Path(demo.PathRPC) == nil || res.Path(demo.PathMQ) == nil {
