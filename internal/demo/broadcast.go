@@ -213,6 +213,7 @@ func (b *Broadcast) Run(ctx context.Context, env *Env, progress Progress) (*Scen
 		res.Paths = append(res.Paths, pr)
 	}
 	res.Verdicts = broadcastVerdicts(res, cfg)
+	res.Charts = broadcastCharts(b.Name(), cfg)
 	if progress != nil {
 		progress.Update("done", 1)
 	}
@@ -1566,4 +1567,19 @@ func (b *jsBroadcast) close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("demo: broadcast: deleting stream %s: %w", b.stream, err))
 	}
 	return errors.Join(errs...)
+}
+
+// broadcastCharts are the scenario's chart: the fan-out's producer cost
+// and time to all against the number of subscribers, per path.
+func broadcastCharts(scenario string, cfg BroadcastConfig) []Chart {
+	x := make([]float64, len(cfg.Counts))
+	for i, n := range cfg.Counts {
+		x[i] = float64(n)
+	}
+	return []Chart{{
+		File: scenario + "-fanout.png", Title: scenario + ": one event to N subscribers", Kind: ChartFigures,
+		Columns: []string{"fanout_n%v_producer_calls", "fanout_n%v_producer_p50_ms", "fanout_n%v_time_to_all_p99_ms"},
+		Panels:  []string{"producer's calls or publishes per event", "producer's time per event, p50 (ms)", "time until all N have it, p99 (ms)"},
+		X:       x, XLabel: "subscribers N",
+	}}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,9 +149,14 @@ func TestBroadcast(t *testing.T) {
 			}
 		}
 		t.Log("\n" + buf.String())
+		// No series, so no CSV; the fan-out chart is drawn from the
+		// figures.
 		files, err := report.WriteOut(t.TempDir())
-		if err != nil || len(files) != 0 {
-			t.Errorf("WriteOut wrote %v (%v); the scenario has no series", files, err)
+		if err != nil || len(files) != 1 || filepath.Base(files[0]) != "broadcast-fanout.png" {
+			t.Fatalf("WriteOut wrote %v (%v); want the fan-out chart alone", files, err)
+		}
+		if b, err := os.ReadFile(files[0]); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")) {
+			t.Errorf("%s: not a PNG image (%v)", files[0], err)
 		}
 	})
 }

@@ -28,6 +28,11 @@ const (
 	ChartRates ChartKind = iota
 	// ChartGauge plots one gauge column, every path in one panel.
 	ChartGauge
+	// ChartFigures plots figures against a parameter of the scenario
+	// (the number of subscribers, say): a panel per key pattern in
+	// Columns, a line per path through the points (X[i], the figure
+	// fmt.Sprintf(pattern, X[i])). It needs no series.
+	ChartFigures
 )
 
 // Chart is one PNG file WriteOut draws for a scenario.
@@ -39,10 +44,15 @@ type Chart struct {
 	// Kind says what it plots.
 	Kind ChartKind
 	// Columns are the columns plotted: count columns for ChartRates, one
-	// gauge for ChartGauge.
+	// gauge for ChartGauge, figure key patterns for ChartFigures.
 	Columns []string
 	// YLabel labels the y axis.
 	YLabel string
+	// X, XLabel and Panels are ChartFigures': the parameter's values, its
+	// axis label, and a title per panel (one per pattern in Columns).
+	X      []float64
+	XLabel string
+	Panels []string
 }
 
 // DefaultCharts returns the charts of a scenario that sets none: its
@@ -65,17 +75,19 @@ func (r *Report) WriteOut(dir string) ([]string, error) {
 	}
 	var files []string
 	for _, s := range r.Scenarios {
-		if !s.hasSeries() {
-			continue
-		}
-		f := filepath.Join(dir, s.Name+".csv")
-		if err := s.writeCSV(f); err != nil {
-			return files, err
-		}
-		files = append(files, f)
 		charts := s.Charts
-		if charts == nil {
-			charts = DefaultCharts(s.Name)
+		if s.hasSeries() {
+			f := filepath.Join(dir, s.Name+".csv")
+			if err := s.writeCSV(f); err != nil {
+				return files, err
+			}
+			files = append(files, f)
+			if charts == nil {
+				charts = DefaultCharts(s.Name)
+			}
+		} else {
+			// Without series only the figure charts can be drawn.
+			charts = slices.DeleteFunc(slices.Clone(charts), func(c Chart) bool { return c.Kind != ChartFigures })
 		}
 		for _, c := range charts {
 			f := filepath.Join(dir, c.File)
@@ -157,6 +169,9 @@ func (s *ScenarioResult) drawChart(file string, c Chart) error {
 			paths = append(paths, p)
 		}
 	}
+	if c.Kind == ChartFigures {
+		return s.drawFigures(file, c)
+	}
 	var panels []*plot.Plot
 	switch c.Kind {
 	case ChartRates:
@@ -188,10 +203,16 @@ func (s *ScenarioResult) drawChart(file string, c Chart) error {
 		pl.X.Min, pl.X.Max = 0, xmax
 		pl.X.Tick.Marker = secondTicks{}
 	}
+	return writePanels(file, c.Title, panels)
+}
+
+// writePanels writes panels one above the other into file as PNG, title
+// heading the first.
+func writePanels(file, title string, panels []*plot.Plot) error {
 	if panels[0].Title.Text == "" {
-		panels[0].Title.Text = c.Title
+		panels[0].Title.Text = title
 	} else {
-		panels[0].Title.Text = c.Title + "\n" + panels[0].Title.Text
+		panels[0].Title.Text = title + "\n" + panels[0].Title.Text
 	}
 
 	const width, panelHeight = 9 * vg.Inch, 3.2 * vg.Inch
@@ -216,6 +237,51 @@ func (s *ScenarioResult) drawChart(file string, c Chart) error {
 		return err
 	}
 	return f.Close()
+}
+
+// drawFigures draws ChartFigures chart c into file: a panel per key
+// pattern, a line per path with a marker at each point.
+func (s *ScenarioResult) drawFigures(file string, c Chart) error {
+	if len(c.X) == 0 || len(c.Columns) == 0 {
+		return errors.New("a figure chart with no points")
+	}
+	var panels []*plot.Plot
+	for i, pattern := range c.Columns {
+		pl := plot.New()
+		if i < len(c.Panels) {
+			pl.Title.Text = c.Panels[i]
+		}
+		pl.X.Label.Text = c.XLabel
+		pl.Y.Label.Text = c.YLabel
+		pl.Legend.Top, pl.Legend.Left = true, true
+		pl.Add(plotter.NewGrid())
+		var top float64
+		for j, p := range s.Paths {
+			var xy plotter.XYs
+			for _, x := range c.X {
+				if v, ok := p.Figure(fmt.Sprintf(pattern, x)); ok && !math.IsNaN(v) {
+					xy = append(xy, plotter.XY{X: x, Y: v})
+					top = max(top, v)
+				}
+			}
+			if len(xy) == 0 {
+				continue
+			}
+			line, points, err := plotter.NewLinePoints(xy)
+			if err != nil {
+				return err
+			}
+			line.Color, points.Color = plotutil.Color(j), plotutil.Color(j)
+			points.Shape = plotutil.Shape(j)
+			line.Width = vg.Points(1.5)
+			pl.Add(line, points)
+			pl.Legend.Add(cmpOr(p.Title, p.Name), line, points)
+		}
+		pl.X.Min, pl.X.Max = 0, slices.Max(c.X)*1.05
+		pl.Y.Min, pl.Y.Max = 0, max(top*1.25, 1)
+		panels = append(panels, pl)
+	}
+	return writePanels(file, c.Title, panels)
 }
 
 // ratePanel plots c's count columns of one path per second, and its
