@@ -37,6 +37,6 @@ generate:
 build:
 	$(GO) build -o bin/yard ./cmd/yard
 
-## demo: the trade-off demos (yard demo all): RPC vs. message queue on a flash sale, side by side
+## demo: the trade-off demos (yard demo all): RPC vs. message queue on a flash sale, side by side; charts and CSV in demo-out/
 demo: deps
-	$(GO) run ./cmd/yard demo all
+	$(GO) run ./cmd/yard demo all --out demo-out

@@ -104,7 +104,9 @@ are sent on a schedule and latency counts from the scheduled send.
 Each scenario runs the RPC path (gRPC through the registry, the RPC stack's
 limiter, callers with a deadline) and the MQ path (a JetStream work queue
 and a fixed worker pool) on the same schedule, and prints them side by
-side with a verdict per claim.
+side with a verdict per claim. Broadcast sends sale events instead of
+purchases, over three paths: RPC (a call per subscriber found in the
+registry), core NATS (one publish) and JetStream (durable consumers).
 
 ` + scenarioList() + `
 
@@ -119,12 +121,14 @@ the shop and the workers — unless --zk and --nats name running servers
 {"rpc": {...}, "mq": {...}}, "verdicts"}], "not_built": [...]}; every path
 object has offered, accepted, completed, rejected, lost, oversold,
 duplicates, capacity_per_s, max_downstream_per_s, p50_ms, p99_ms, max_ms and
-drain_s, and the scenario's own figures beside them. --out DIR also writes
-each scenario's raw time series (<scenario>.csv) and charts of its rates and
-queue depth over time (<scenario>-rate.png, <scenario>-depth.png).
+drain_s, and the scenario's own figures beside them (a figure that does
+not apply to a path is 0 in the JSON, "n/a" in the table). --out DIR also
+writes each flash-sale scenario's raw time series (<scenario>.csv) and
+charts of its rates and queue depth over time (<scenario>-rate.png,
+<scenario>-depth.png), and broadcast's fan-out chart (broadcast-fanout.png).
 
 Progress goes to stderr.`,
-		Example: `  yard demo                                  # every built scenario, ~1 min
+		Example: `  yard demo                                  # every scenario, ~2 min
   yard demo peak-shaving --out docs/img
   yard demo peak-shaving --scale 0.3 --capacity 100 --json | jq '.scenarios[0].paths.mq'`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -67,4 +67,17 @@
 //	              after a purchase was accepted); retries,
 //	              retries_dup_at_door, retries_failed (purchases sent
 //	              twice); moving_parts
+//
+// Broadcast counts deliveries (an event × a subscriber) rather than
+// purchases, on three paths (rpc, mq for core NATS, jetstream): offered
+// are the deliveries owed, accepted those the producer's path took,
+// completed those received, rejected the failures the producer saw, lost
+// those never received; oversold, capacity_per_s and max_downstream_per_s
+// do not apply, and drain_s is the offline subscriber's catch-up (on
+// JetStream). Beside them: producer_calls, producer_errors;
+// fanout_n<N>_producer_calls, _producer_p50_ms, _time_to_all_p50_ms,
+// _time_to_all_p99_ms, _reached_all for each subscriber count N; slow_*
+// (one subscriber slow: the producer's time, the others' latency, its own
+// lag, what it dropped) and offline_* (one subscriber offline: what it
+// missed, the errors the producer saw, what it got once back).
 package demo
