@@ -235,7 +235,7 @@ func peakVerdicts(res *ScenarioResult, cfg PeakShavingConfig) []string {
 
 	limit := cfg.Capacity * 1.1
 	if m.Lost == 0 && m.Oversold == 0 && m.MaxDownstreamPerS <= limit && m.Completed == m.Accepted {
-		out = append(out, fmt.Sprintf("MQ shaves the peak: it accepted %d of %d purchases (%.0f %% of the burst), lost 0, oversold 0, and the downstream never went over C (max %s in any second, C = %s).",
+		out = append(out, fmt.Sprintf("MQ shaves the peak: it accepted %d of %d purchases (%.0f %% of the burst), lost 0, oversold 0, and the downstream stayed at C (max %s in any 1 s window, C = %s; the token bucket's one-request burst and the window's edges allow a few over).",
 			m.Accepted, m.Offered, 100-fig(m, "burst_refused_pct"), fmtRate(m.MaxDownstreamPerS), fmtRate(cfg.Capacity)))
 	} else {
 		out = append(out, fmt.Sprintf("MQ did not shave this peak cleanly: %d lost, %d oversold, %d of %d accepted settled, downstream max %s against C = %s.",
