@@ -36,4 +36,13 @@
 // the lock service's NATS front door), so the MQ path needs no registry
 // lookup at all; the gRPC server takes them over gRPC through the
 // registry. Either transport gives the same leases and fencing tokens.
+//
+// The sale's events ("sold out", "price changed") go out the same two
+// ways, for the broadcast demo: over RPC, every subscriber serves
+// switchyard.flashsale.v1.SaleEventService (NewEventGRPCServer) and the
+// producer's Notifier calls each instance it finds in the registry; over
+// NATS, PublishEvent is one publish that every SubscribeEvents
+// subscription receives, and PublishEventJetStream stores it in a stream
+// that each subscriber's durable consumer (ConsumeEvents) reads at its own
+// pace.
 package flashsale
