@@ -218,7 +218,7 @@ func (s *Server) broadcastTerm(ctx context.Context, el *zklock.Locker, publish P
 		return tctx.Err()
 	}
 
-	w, ws, err := s.subscribeCtx(tctx, "")
+	w, ws, err := s.subscribe(tctx, "")
 	if err != nil {
 		if tctx.Err() != nil {
 			return over()
@@ -226,6 +226,13 @@ func (s *Server) broadcastTerm(ctx context.Context, el *zklock.Locker, publish P
 		return err
 	}
 	defer s.unsubscribe(w, ws)
+	select { // a watcher busy with ZooKeeper may take its time
+	case <-ws.started:
+	case <-tctx.Done():
+		return over()
+	case <-w.done:
+		return errors.New("the replica's watcher stopped")
+	}
 	s.cfg.Logger.Info("lockservice: broadcast: elected", "term", term, "holders", len(ws.initial))
 
 	notify, unsubscribe := s.conn.Subscribe()
@@ -289,45 +296,6 @@ func (s *Server) broadcastTerm(ctx context.Context, el *zklock.Locker, publish P
 		case <-w.done:
 			return errors.New("the replica's watcher stopped")
 		}
-	}
-}
-
-// subscribeCtx is subscribe, then waiting for the stream's first reading,
-// giving up when ctx ends: a watcher busy with ZooKeeper may take its time.
-func (s *Server) subscribeCtx(ctx context.Context, prefix string) (*watcher, *watchStream, error) {
-	type joined struct {
-		w   *watcher
-		ws  *watchStream
-		err error
-	}
-	ch := make(chan joined, 1)
-	go func() {
-		w, ws, err := s.subscribe(prefix)
-		ch <- joined{w, ws, err}
-	}()
-	var j joined
-	select {
-	case j = <-ch:
-	case <-ctx.Done():
-		go func() { // leave once joined
-			if j := <-ch; j.err == nil {
-				s.unsubscribe(j.w, j.ws)
-			}
-		}()
-		return nil, nil, ctx.Err()
-	}
-	if j.err != nil {
-		return nil, nil, j.err
-	}
-	select {
-	case <-j.ws.started:
-		return j.w, j.ws, nil
-	case <-ctx.Done():
-		s.unsubscribe(j.w, j.ws)
-		return nil, nil, ctx.Err()
-	case <-j.w.done:
-		s.unsubscribe(j.w, j.ws)
-		return nil, nil, errors.New("the replica's watcher stopped")
 	}
 }
 

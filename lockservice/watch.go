@@ -46,12 +46,12 @@ func (s *Server) Watch(req *lockv1.WatchRequest, stream grpc.ServerStreamingServ
 	if err := zklock.ValidatePrefix(req.GetPrefix()); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	w, ws, err := s.subscribe(req.GetPrefix())
+	ctx := stream.Context()
+	w, ws, err := s.subscribe(ctx, req.GetPrefix())
 	if err != nil {
-		return err
+		return s.toStatus(err)
 	}
 	defer s.unsubscribe(w, ws)
-	ctx := stream.Context()
 	select {
 	case <-ws.started:
 	case <-ctx.Done():
@@ -96,8 +96,12 @@ type watchStream struct {
 }
 
 // subscribe joins a new stream to the Server's watcher, starting the
-// watcher if the stream is the only one.
-func (s *Server) subscribe(prefix string) (*watcher, *watchStream, error) {
+// watcher if the stream is the only one. The stream's first reading is
+// still to come: its started closes once it is there. If ctx ends before
+// the watcher takes the stream in (it may be busy with ZooKeeper),
+// subscribe leaves, stopping the watcher if it started it for this stream
+// alone, and returns ctx.Err(). Otherwise the caller must unsubscribe.
+func (s *Server) subscribe(ctx context.Context, prefix string) (*watcher, *watchStream, error) {
 	size := s.cfg.WatchBuffer
 	if size == 0 {
 		size = DefaultWatchBuffer
@@ -123,6 +127,9 @@ func (s *Server) subscribe(prefix string) (*watcher, *watchStream, error) {
 	select {
 	case w.joins <- ws:
 	case <-w.done:
+	case <-ctx.Done():
+		s.unsubscribe(w, ws)
+		return nil, nil, ctx.Err()
 	}
 	return w, ws, nil
 }
