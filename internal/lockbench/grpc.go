@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 	"github.com/switchyard-dev/switchyard/internal/zkconn"
 	"github.com/switchyard-dev/switchyard/lockservice"
 	"github.com/switchyard-dev/switchyard/lockservice/lockclient"
@@ -21,9 +22,6 @@ import (
 	"github.com/switchyard-dev/switchyard/registry"
 	"github.com/switchyard-dev/switchyard/rpc"
 )
-
-// service is the lock service's name in the registry.
-var service = lockv1.LockService_ServiceDesc.ServiceName
 
 // releaseTimeout bounds a release, which runs to its end even when the
 // run's context ends: a lease left held would hold up the replica's Close
@@ -62,18 +60,11 @@ func startGRPC(ctx, setup context.Context, cfg Config, run string) (_ *serviceSi
 	if err != nil {
 		return nil, dialError(setup, cfg, err)
 	}
-	var stops []func() error // run last first
-	stopAll := func() error {
-		var errs []error
-		for i := len(stops) - 1; i >= 0; i-- {
-			errs = append(errs, stops[i]())
-		}
-		return errors.Join(errs...)
-	}
-	stops = append(stops, func() error { return reg.Close() })
+	var stops benchrun.Stops
+	stops.Add(reg.Close)
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, stopAll())
+			err = errors.Join(err, stops.Close())
 		}
 	}()
 
@@ -81,20 +72,20 @@ func startGRPC(ctx, setup context.Context, cfg Config, run string) (_ *serviceSi
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, rep.stop)
+	stops.Add(rep.stop)
 	describer, err := zklock.New(rep.conn, zklock.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("lockbench: %s: %w", SideGRPC, err)
 	}
-	stops = append(stops, describer.Close)
+	stops.Add(describer.Close)
 	if err := checkAlone(setup, reg, rep.id); err != nil {
 		return nil, err
 	}
-	conn, err := rpc.NewClient(reg, service, rpc.WithClientLogger(cfg.Logger))
+	conn, err := rpc.NewClient(reg, lockservice.ServiceName, rpc.WithClientLogger(cfg.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("lockbench: %s client: %w", SideGRPC, err)
 	}
-	stops = append(stops, conn.Close)
+	stops.Add(conn.Close)
 	s := &serviceSide{
 		side:      SideGRPC,
 		replica:   rep,
@@ -103,7 +94,7 @@ func startGRPC(ctx, setup context.Context, cfg Config, run string) (_ *serviceSi
 		describer: describer,
 		prefix:    "lockbench-" + run + "/",
 		ttl:       durationpb.New(cfg.TTL),
-		stop:      stopAll,
+		stop:      stops.Close,
 	}
 	// The first acquire waits for the connection; the release proves the
 	// affinity path to the replica too.
@@ -248,6 +239,7 @@ func startReplica(ctx, setup context.Context, cfg Config, reg *registry.Client, 
 // checkAlone fails with ErrNotAlone when the registry lists an instance
 // of the lock service other than id.
 func checkAlone(ctx context.Context, reg *registry.Client, id string) error {
+	service := lockservice.ServiceName
 	w, err := reg.Watch(service)
 	if err != nil {
 		return fmt.Errorf("lockbench: watching %s: %w", service, err)

@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg Config) (_ Result, err error) {
 	var queued *Queued
 	if ns != nil && cfg.Queued > 0 {
 		q, err := benchrun.Do(ctx, pprof.Labels("side", SideNATS, "phase", "queued"), func(ctx context.Context) (Queued, error) {
-			return runQueued(ctx, ns, ns.nc, cfg, run)
+			return runQueued(ctx, ns, cfg, run)
 		})
 		if err != nil {
 			return Result{}, err

@@ -162,9 +162,6 @@ func checkNothingLeft(t *testing.T) {
 	}
 }
 
-// TestBenchRunRefusesOtherInstances registers another lock-service instance
-// first: the gRPC side's balancer would spread calls over both, so Run
-// must refuse to measure, name the intruder, and leave nothing running.
 // TestBenchRunNATS runs the benchmark with the NATS side (Via) at a tiny
 // scale, one round: it runs beside the others, and the result has its
 // cells (issue #6's "nats":{"c1":…,"c64":…}), its ratios to gRPC and the
@@ -207,6 +204,9 @@ func TestBenchRunNATS(t *testing.T) {
 	}
 }
 
+// TestBenchRunRefusesOtherInstances registers another lock-service instance
+// first: the gRPC side's balancer would spread calls over both, so Run
+// must refuse to measure, name the intruder, and leave nothing running.
 func TestBenchRunRefusesOtherInstances(t *testing.T) {
 	t.Run("beside an intruder", func(t *testing.T) {
 		reg := lbtest.Dial(t)

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 	"github.com/switchyard-dev/switchyard/internal/natsserver"
 	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
 )
@@ -19,31 +19,19 @@ import (
 // empty, to a NATS server embedded here for the run. It proves the path
 // with one cycle.
 func startNATS(setup context.Context, cfg Config, run string, gs *serviceSide) (_ *serviceSide, err error) {
-	var stops []func() error // run last first
-	stopAll := func() error {
-		var errs []error
-		for i := len(stops) - 1; i >= 0; i-- {
-			errs = append(errs, stops[i]())
-		}
-		return errors.Join(errs...)
-	}
+	var stops benchrun.Stops
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, stopAll())
+			err = errors.Join(err, stops.Close())
 		}
 	}()
 	url := cfg.NATS
 	if url == "" {
-		dir, err := os.MkdirTemp("", "lockbench-nats-")
+		srv, err := natsserver.Start(natsserver.Config{})
 		if err != nil {
-			return nil, fmt.Errorf("lockbench: %s: %w", SideNATS, err)
-		}
-		srv, err := natsserver.Start(natsserver.Config{Dir: dir})
-		if err != nil {
-			os.RemoveAll(dir)
 			return nil, fmt.Errorf("lockbench: %s: embedded NATS: %w", SideNATS, err)
 		}
-		stops = append(stops, func() error { return errors.Join(srv.Close(), os.RemoveAll(dir)) })
+		stops.Add(srv.Close)
 		url = srv.ClientURL()
 	}
 	connect := func(name string) (*nats.Conn, error) {
@@ -51,7 +39,7 @@ func startNATS(setup context.Context, cfg Config, run string, gs *serviceSide) (
 		if err != nil {
 			return nil, fmt.Errorf("lockbench: %s: NATS %s: %w", SideNATS, url, err)
 		}
-		stops = append(stops, func() error { nc.Close(); return nil })
+		stops.Add(func() error { nc.Close(); return nil })
 		return nc, nil
 	}
 	doorConn, err := connect("door")
@@ -62,7 +50,7 @@ func startNATS(setup context.Context, cfg Config, run string, gs *serviceSide) (
 	if err != nil {
 		return nil, fmt.Errorf("lockbench: %s: %w", SideNATS, err)
 	}
-	stops = append(stops, door.Close)
+	stops.Add(door.Close)
 	clientConn, err := connect("client")
 	if err != nil {
 		return nil, err
@@ -74,7 +62,7 @@ func startNATS(setup context.Context, cfg Config, run string, gs *serviceSide) (
 		t:       lockmq.Transport(clientConn),
 		prefix:  "lockbench-" + run + "-nats/",
 		ttl:     durationpb.New(cfg.TTL),
-		stop:    stopAll,
+		stop:    stops.Close,
 	}
 	if err := s.cycle(1, 0)(setup); err != nil {
 		return nil, fmt.Errorf("lockbench: %s: first cycle: %w", SideNATS, err)

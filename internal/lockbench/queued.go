@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -61,9 +60,9 @@ const (
 var ErrQueuedLost = errors.New("lockbench: queued acquires lost")
 
 // runQueued runs the queued burst through the NATS side's replica.
-func runQueued(ctx context.Context, s *serviceSide, nc *nats.Conn, cfg Config, run string) (Queued, error) {
+func runQueued(ctx context.Context, s *serviceSide, cfg Config, run string) (Queued, error) {
 	q := Queued{Requests: cfg.Queued, Concurrency: queuedConcurrency, MaxAckPending: queuedMaxAckPending}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(s.nc)
 	if err != nil {
 		return q, fmt.Errorf("lockbench: queued: %w", err)
 	}

@@ -156,18 +156,11 @@ func startStack(ctx, setup context.Context, cfg Config) (_ *side, err error) {
 		}
 		return nil, fmt.Errorf("rpcbench: registry at %s: %w", cfg.ZK, err)
 	}
-	var stops []func() error // run last first
-	stopAll := func() error {
-		var errs []error
-		for i := len(stops) - 1; i >= 0; i-- {
-			errs = append(errs, stops[i]())
-		}
-		return errors.Join(errs...)
-	}
-	stops = append(stops, func() error { reg.Close(); return nil })
+	var stops benchrun.Stops
+	stops.Add(func() error { reg.Close(); return nil })
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, stopAll())
+			err = errors.Join(err, stops.Close())
 		}
 	}()
 
@@ -185,7 +178,7 @@ func startStack(ctx, setup context.Context, cfg Config) (_ *side, err error) {
 	var serveErr error
 	served := make(chan struct{})
 	go func() { defer close(served); serveErr = srv.Serve(serveCtx, lis) }()
-	stops = append(stops, func() error {
+	stops.Add(func() error {
 		stopServing()
 		<-served
 		if serveErr != nil {
@@ -209,8 +202,8 @@ func startStack(ctx, setup context.Context, cfg Config) (_ *side, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("rpcbench: stack client: %w", err)
 	}
-	stops = append(stops, conn.Close)
-	return &side{name: SideStack, id: id, client: echov1.NewEchoServiceClient(conn), stop: stopAll}, nil
+	stops.Add(conn.Close)
+	return &side{name: SideStack, id: id, client: echov1.NewEchoServiceClient(conn), stop: stops.Close}, nil
 }
 
 // checkAlone fails with ErrNotAlone when the registry lists an instance
