@@ -163,9 +163,15 @@ func deadLetters(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg
 	}
 }
 
-// counter reads a counter from reg; labels are name, value pairs.
+// counter reads a counter from reg; labels are name, value pairs. It
+// fails the test when no counter series matches: a Worker registers every
+// series it counts (each reason of dropped too) when it starts, so a
+// missing one is a misspelt name or label, never a count of 0.
 func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
+	if len(labels)%2 != 0 {
+		t.Fatalf("counter %s: labels %q are not name, value pairs", name, labels)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -187,9 +193,13 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 					continue next
 				}
 			}
+			if m.GetCounter() == nil {
+				t.Fatalf("%s%q is not a counter", name, labels)
+			}
 			return m.GetCounter().GetValue()
 		}
 	}
+	t.Fatalf("no counter %s%q in the registry", name, labels)
 	return 0
 }
 
