@@ -17,8 +17,8 @@ import (
 // until its lease ran out.
 const unlockTimeout = 5 * time.Second
 
-// Shop runs the purchase procedure against a Store: capacity, lock, fenced
-// apply, unlock. It is safe for concurrent use; it owns no goroutines.
+// Shop runs the purchase procedure against a Store: capacity, lock, read,
+// fenced write, unlock. It is safe for concurrent use; it owns no goroutines.
 type Shop struct {
 	store    *Store
 	locks    *lockclient.Client
@@ -43,20 +43,19 @@ func NewShop(store *Store, locks *lockclient.Client, capacity *Capacity, lockPre
 // Store returns the shop's store.
 func (s *Shop) Store() *Store { return s.store }
 
-// Capacity returns the shop's capacity.
-func (s *Shop) Capacity() *Capacity { return s.capacity }
-
 // InFlight returns the purchases inside Purchase now: waiting for
-// capacity, for the lock, or being applied.
+// capacity, for the lock, or at the store.
 func (s *Shop) InFlight() int64 { return s.inFlight.Load() }
 
 // Purchase runs one purchase: it checks the request, waits for the
 // downstream's capacity (Capacity.Wait), takes the item's lock (waiting in
-// line until ctx ends), applies the purchase at the store under the lock's
-// fencing token, and releases the lock, whatever ctx has done by then. An
-// error means the store did not apply the purchase, except in one case
-// the caller cannot tell apart from it — the lock was lost after Apply —
-// which a retry with the same purchase id settles, as a duplicate.
+// line until ctx ends), reads the item's stock (Store.Read) and writes the
+// purchase from it under the lock's fencing token (Store.Write), and
+// releases the lock, whatever ctx has done by then. The lock is what makes
+// the read and the write one step for the item's buyers. An error means
+// the store did not apply the purchase, except in one case the caller
+// cannot tell apart from it — the lock was lost after the write — which a
+// retry with the same purchase id settles, as a duplicate.
 func (s *Shop) Purchase(ctx context.Context, req *flashsalev1.PurchaseRequest) (_ Result, err error) {
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
@@ -84,5 +83,9 @@ func (s *Shop) Purchase(ctx context.Context, req *flashsalev1.PurchaseRequest) (
 			s.log.Warn("flashsale: unlock failed", "item", req.GetItem(), "err", uerr)
 		}
 	}()
-	return s.store.Apply(req.GetItem(), req.GetPurchaseId(), l.Token())
+	snap, err := s.store.Read(req.GetItem())
+	if err != nil {
+		return Result{}, err
+	}
+	return s.store.Write(req.GetItem(), req.GetPurchaseId(), l.Token(), snap)
 }

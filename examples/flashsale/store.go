@@ -2,8 +2,6 @@ package flashsale
 
 import (
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 
 	flashsalev1 "github.com/switchyard-dev/switchyard/proto/switchyard/flashsale/v1"
@@ -33,16 +31,25 @@ type StoreStats struct {
 	// Purchased and SoldOut split Applied by outcome.
 	Purchased int64 `json:"purchased"`
 	SoldOut   int64 `json:"sold_out"`
-	// Duplicates counts applications of a purchase id already applied,
-	// answered with the first outcome and absorbed.
+	// Duplicates counts writes of a purchase id already applied, answered
+	// with the first outcome and absorbed.
 	Duplicates int64 `json:"duplicates"`
 	// Fenced counts writes refused for a stale fencing token.
 	Fenced int64 `json:"fenced"`
-	// Oversold counts the times the store's invariant was found broken
-	// after a write: for every item, remaining ≥ 0 and the purchases in
-	// the ledger plus the remaining stock equal the initial stock. Any
-	// oversell or lost update breaks it. It must stay 0.
+	// Oversold counts the writes after which the store's invariant was
+	// found broken: for every item, the purchases in the ledger plus the
+	// remaining stock equal the initial stock. A write based on a stale
+	// read — another buyer's write landed between this buyer's Read and
+	// its Write — breaks it: an update is lost, and the item may be sold
+	// beyond its stock. It must stay 0.
 	Oversold int64 `json:"oversold"`
+}
+
+// Snapshot is what a buyer read of an item's stock (Store.Read), to base
+// its write on.
+type Snapshot struct {
+	// Remaining is the stock the buyer saw.
+	Remaining int64
 }
 
 // item is one item's stock.
@@ -59,12 +66,17 @@ type entry struct {
 	item string
 }
 
-// Store is an in-memory stock of items that applies purchases under
-// fencing tokens. It stands for the database of a real shop: Apply is one
-// conditional write, atomic on its own, and the lock each purchase holds
-// around it orders the writers; the fencing token is what keeps a writer
-// that lost its lock (paused, partitioned, or a duplicate) from landing a
-// write out of order. It is safe for concurrent use.
+// Store is an in-memory stock of items that takes purchases under fencing
+// tokens. It stands for the database of a real shop, reached over the
+// network: a buyer reads the item's stock (Read), then writes the stock it
+// computed from what it read (Write). Each call is atomic on its own, but
+// nothing makes the pair atomic: the item's lock, held around both, is
+// what keeps two buyers from reading the same stock and both writing it
+// down by one — a lost update, or an oversell. The fencing token keeps a
+// writer that lost its lock (paused, partitioned, or a duplicate) from
+// landing a write after the next holder's. What gets through anyway is
+// counted (StoreStats.Oversold) and found by Audit. It is safe for
+// concurrent use.
 type Store struct {
 	mu     sync.Mutex
 	items  map[string]*item
@@ -84,25 +96,40 @@ func NewStore(stock map[string]int64) (*Store, error) {
 	return s, nil
 }
 
-// Items returns the names of the items the store sells, sorted.
-func (s *Store) Items() []string {
+// Read returns the item's remaining stock as of now, for a Write to base
+// a purchase on.
+func (s *Store) Read(itemName string) (Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Sorted(maps.Keys(s.items))
+	it, ok := s.items[itemName]
+	if !ok {
+		return Snapshot{}, fmt.Errorf("%w: %q", ErrUnknownItem, itemName)
+	}
+	return Snapshot{Remaining: it.remaining}, nil
 }
 
-// Apply applies purchase purchaseID of one unit of item under the item's
-// fencing token, and says what it did. In this order:
+// Write records purchase purchaseID of one unit of item under the item's
+// fencing token, from snap, what the buyer read of the item before, and
+// says what it did. In this order:
 //
 //   - a purchase id applied before is a duplicate: the first Result comes
 //     back with Duplicate set, and nothing changes (whatever the token);
 //   - a token lower than the highest the item has seen is refused with
 //     ErrStaleToken, and nothing changes;
-//   - no stock left: the purchase is recorded as SOLD_OUT;
-//   - otherwise the stock goes down by one and the purchase is PURCHASED.
+//   - snap showed no stock left: the purchase is recorded as SOLD_OUT, and
+//     the stock is left as it is;
+//   - otherwise the purchase is PURCHASED and the item's stock is set to
+//     snap.Remaining-1, whatever it is now: a blind write, as a buyer
+//     computing the new stock from its read makes it. Had another write
+//     landed since snap was read, an update is lost.
 //
 // A recorded purchase (either outcome) raises the item's highest token.
-func (s *Store) Apply(itemName, purchaseID string, token uint64) (Result, error) {
+// The token is checked at the write only: a holder that lost its lock and
+// writes after the next holder's Read, but before its Write, still lands
+// (its token is the highest seen so far), and the next holder's write then
+// overwrites it: that update is lost, which the store counts and Audit
+// finds.
+func (s *Store) Write(itemName, purchaseID string, token uint64, snap Snapshot) (Result, error) {
 	if err := checkPurchaseID(purchaseID); err != nil {
 		return Result{}, err
 	}
@@ -124,8 +151,8 @@ func (s *Store) Apply(itemName, purchaseID string, token uint64) (Result, error)
 	}
 	it.highest = token
 	res := Result{Outcome: flashsalev1.Outcome_OUTCOME_SOLD_OUT, Token: token}
-	if it.remaining > 0 {
-		it.remaining--
+	if snap.Remaining > 0 {
+		it.remaining = snap.Remaining - 1
 		it.sold++
 		res.Outcome = flashsalev1.Outcome_OUTCOME_PURCHASED
 		s.stats.Purchased++
@@ -135,7 +162,7 @@ func (s *Store) Apply(itemName, purchaseID string, token uint64) (Result, error)
 	res.Remaining = it.remaining
 	s.ledger[purchaseID] = entry{Result: res, item: itemName}
 	s.stats.Applied++
-	if it.remaining < 0 || it.sold+it.remaining != it.initial {
+	if it.sold+it.remaining != it.initial {
 		s.stats.Oversold++
 	}
 	return res, nil
@@ -169,7 +196,7 @@ func (s *Store) Stats() StoreStats {
 }
 
 // Audit checks the whole store against its ledger, independently of the
-// check Apply makes after each write: per item, the PURCHASED entries of
+// check Write makes after each write: per item, the PURCHASED entries of
 // the ledger must not exceed the initial stock (an oversell) and must equal
 // the units gone from the stock (else an update was lost). It returns the
 // units by which the two disagree, summed over the items: 0 for a sound

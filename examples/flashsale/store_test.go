@@ -20,9 +20,20 @@ func newStore(t *testing.T, stock map[string]int64) *flashsale.Store {
 	return s
 }
 
-// TestStoreApply runs sequences of writes against a store with 2 units of
-// "a" and checks each answer and the counts at the end.
-func TestStoreApply(t *testing.T) {
+// buy is one buyer's purchase with nothing in between its read and its
+// write, as the item's lock makes it.
+func buy(s *flashsale.Store, item, id string, token uint64) (flashsale.Result, error) {
+	snap, err := s.Read(item)
+	if err != nil {
+		return flashsale.Result{}, err
+	}
+	return s.Write(item, id, token, snap)
+}
+
+// TestStoreWrite runs sequences of purchases, each a read and then a
+// write, against a store with 2 units of "a" and checks each answer and
+// the counts at the end.
+func TestStoreWrite(t *testing.T) {
 	type write struct {
 		item, id string
 		token    uint64
@@ -75,7 +86,7 @@ func TestStoreApply(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t, map[string]int64{"a": 2})
 			for i, w := range tt.writes {
-				res, err := s.Apply(w.item, w.id, w.token)
+				res, err := buy(s, w.item, w.id, w.token)
 				if tt.writes[i].wantErr != nil {
 					if !errors.Is(err, w.wantErr) {
 						t.Fatalf("write %d: err %v, want %v", i, err, w.wantErr)
@@ -100,8 +111,9 @@ func TestStoreApply(t *testing.T) {
 }
 
 // TestStoreConcurrentBuyers has many goroutines buy, and retry, more than
-// the stock under increasing tokens: exactly the stock is sold, once per
-// purchase id, and the audit finds nothing.
+// the stock under increasing tokens, each purchase's read and write under
+// one lock: exactly the stock is sold, once per purchase id, and the audit
+// finds nothing.
 func TestStoreConcurrentBuyers(t *testing.T) {
 	s := newStore(t, map[string]int64{"a": 100, "b": 100})
 	var (
@@ -117,7 +129,7 @@ func TestStoreConcurrentBuyers(t *testing.T) {
 				for range 2 { // the second is a retry: a duplicate
 					mu.Lock() // the lock service's part: one holder at a time, tokens rising
 					token++
-					_, err := s.Apply(item, id, token)
+					_, err := buy(s, item, id, token)
 					mu.Unlock()
 					if err != nil {
 						t.Error(err)
@@ -133,6 +145,102 @@ func TestStoreConcurrentBuyers(t *testing.T) {
 	}
 	if bad := s.Audit(); bad != 0 {
 		t.Errorf("audit finds %d units wrong", bad)
+	}
+}
+
+// TestStoreLostUpdate interleaves the reads and writes of buyers of one
+// item as a lock that fails would let them (and as one that works would
+// not), and checks that the store counts every update lost and every unit
+// oversold, and Audit finds them, while the fencing token and the
+// purchase id keep their promises.
+func TestStoreLostUpdate(t *testing.T) {
+	type step struct {
+		buyer string // the buyer's snapshot is its last read
+		read  bool   // else a write of purchase id buyer, under token
+		token uint64
+		want  flashsalev1.Outcome // when err is nil
+		dup   bool
+		err   error
+	}
+	const (
+		purchased = flashsalev1.Outcome_OUTCOME_PURCHASED
+		soldOut   = flashsalev1.Outcome_OUTCOME_SOLD_OUT
+	)
+	read := func(buyer string) step { return step{buyer: buyer, read: true} }
+	tests := []struct {
+		name     string
+		stock    int64
+		steps    []step
+		left     int64
+		oversold int64 // StoreStats.Oversold
+		audit    int64
+		fenced   int64
+	}{
+		{"one after another: nothing lost", 2, []step{
+			read("p1"), {buyer: "p1", token: 1, want: purchased},
+			read("p2"), {buyer: "p2", token: 2, want: purchased},
+			read("p3"), {buyer: "p3", token: 3, want: soldOut},
+		}, 0, 0, 0, 0},
+		{"both read before either writes: an update is lost", 2, []step{
+			read("p1"), read("p2"),
+			{buyer: "p1", token: 1, want: purchased},
+			{buyer: "p2", token: 2, want: purchased}, // rising tokens: the fence lets it through
+		}, 1, 1, 1, 0},
+		{"both read the last unit: it is sold twice", 1, []step{
+			read("p1"), read("p2"),
+			{buyer: "p1", token: 1, want: purchased},
+			{buyer: "p2", token: 2, want: purchased},
+		}, 0, 1, 2, 0}, // one unit over the stock, and one update lost
+		{"the lost update stays counted on later writes", 3, []step{
+			read("p1"), read("p2"),
+			{buyer: "p1", token: 1, want: purchased},
+			{buyer: "p2", token: 2, want: purchased},
+			read("p3"), {buyer: "p3", token: 3, want: purchased},
+		}, 1, 2, 1, 0},
+		{"a writer whose lock moved on is fenced off", 2, []step{
+			read("p1"),
+			read("p2"), {buyer: "p2", token: 2, want: purchased},
+			{buyer: "p1", token: 1, err: flashsale.ErrStaleToken},
+		}, 1, 0, 0, 1},
+		{"a duplicate changes nothing, even from a stale read", 2, []step{
+			read("p1"), {buyer: "p1", token: 1, want: purchased},
+			{buyer: "p1", token: 2, want: purchased, dup: true}, // its old snapshot, 2 left
+		}, 1, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t, map[string]int64{"a": tt.stock})
+			snaps := map[string]flashsale.Snapshot{}
+			for i, st := range tt.steps {
+				if st.read {
+					snap, err := s.Read("a")
+					if err != nil {
+						t.Fatalf("step %d: %v", i, err)
+					}
+					snaps[st.buyer] = snap
+					continue
+				}
+				res, err := s.Write("a", st.buyer, st.token, snaps[st.buyer])
+				if st.err != nil {
+					if !errors.Is(err, st.err) {
+						t.Fatalf("step %d: err %v, want %v", i, err, st.err)
+					}
+					continue
+				}
+				if err != nil || res.Outcome != st.want || res.Duplicate != st.dup {
+					t.Fatalf("step %d: %+v, %v; want %v, duplicate %v", i, res, err, st.want, st.dup)
+				}
+			}
+			if left, _, _ := s.Stock("a"); left != tt.left {
+				t.Errorf("%d left, want %d", left, tt.left)
+			}
+			if st := s.Stats(); st.Oversold != tt.oversold || st.Fenced != tt.fenced {
+				t.Errorf("stats %+v, want %d oversold, %d fenced", st, tt.oversold, tt.fenced)
+			}
+			if bad := s.Audit(); bad != tt.audit {
+				t.Errorf("audit finds %d units wrong, want %d", bad, tt.audit)
+			}
+		})
 	}
 }
 
