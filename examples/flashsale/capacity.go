@@ -32,9 +32,6 @@ func NewCapacity(perSecond float64, onAdmit func(time.Time)) (*Capacity, error) 
 	return &Capacity{perSecond: perSecond, lim: rate.NewLimiter(rate.Limit(perSecond), 1), onAdmit: onAdmit}, nil
 }
 
-// PerSecond returns the capacity.
-func (c *Capacity) PerSecond() float64 { return c.perSecond }
-
 // Admitted returns how many purchases have been admitted.
 func (c *Capacity) Admitted() int64 { return c.admitted.Load() }
 

@@ -36,8 +36,6 @@ type QueueConfig struct {
 	// server delivers it again (default 30s): the time a crashed worker's
 	// messages take to come back.
 	AckWait time.Duration
-	// Memory keeps the stream in memory instead of on disk.
-	Memory bool
 }
 
 func (c QueueConfig) validate() error {
@@ -69,16 +67,12 @@ func OpenQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (*Q
 	if cfg.AckWait == 0 {
 		cfg.AckWait = 30 * time.Second
 	}
-	storage := jetstream.FileStorage
-	if cfg.Memory {
-		storage = jetstream.MemoryStorage
-	}
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "switchyard flash-sale purchases (switchyard.flashsale.v1.PurchaseRequest)",
 		Subjects:    []string{cfg.Subject},
 		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     storage,
+		Storage:     jetstream.FileStorage,
 		Duplicates:  2 * time.Minute, // the window in which a repeated purchase id is dropped
 	})
 	if err != nil {
@@ -98,9 +92,6 @@ func OpenQueue(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (*Q
 	}
 	return &Queue{cfg: cfg, js: js, stream: stream}, nil
 }
-
-// Config returns the queue's configuration, defaults filled in.
-func (q *Queue) Config() QueueConfig { return q.cfg }
 
 // Enqueue publishes a purchase and returns once JetStream has stored it
 // (the publish is acknowledged): from then on the purchase survives a
@@ -139,9 +130,9 @@ func (q *Queue) Delete(ctx context.Context) error {
 
 // Processed is what a worker did with one delivered message.
 type Processed struct {
-	// PurchaseID and Item are the purchase's (empty for a message that
-	// does not decode).
-	PurchaseID, Item string
+	// PurchaseID is the purchase's (empty for a message that does not
+	// decode).
+	PurchaseID string
 	// Result is the store's answer, when Err is nil.
 	Result Result
 	// Err is why the purchase failed: the message was nakked (to come back
@@ -156,12 +147,22 @@ type Processed struct {
 	At time.Time
 }
 
+// The workers' timings.
+const (
+	// purchaseTimeout bounds one purchase (capacity, lock, read, write); a
+	// purchase that runs out is nakked.
+	purchaseTimeout = 30 * time.Second
+	// pollWait is how long one pull waits for a message: the longest Close
+	// waits for an idle worker.
+	pollWait = 250 * time.Millisecond
+	// nakDelay is how long a failed purchase waits before it is delivered
+	// again.
+	nakDelay = 100 * time.Millisecond
+)
+
 type workerOptions struct {
-	observe  func(Processed)
-	timeout  time.Duration
-	poll     time.Duration
-	nakDelay time.Duration
-	log      *slog.Logger
+	observe func(Processed)
+	log     *slog.Logger
 }
 
 // WorkerOption configures StartWorkers.
@@ -171,22 +172,6 @@ type WorkerOption func(*workerOptions)
 // message a worker has finished with. It must be quick.
 func WithObserver(fn func(Processed)) WorkerOption {
 	return func(o *workerOptions) { o.observe = fn }
-}
-
-// WithPurchaseTimeout bounds one purchase (capacity, lock, apply);
-// default 30s. A purchase that runs out is nakked.
-func WithPurchaseTimeout(d time.Duration) WorkerOption {
-	return func(o *workerOptions) { o.timeout = d }
-}
-
-// WithPoll sets how long one pull waits for a message (default 250ms):
-// the longest Close waits for an idle worker.
-func WithPoll(d time.Duration) WorkerOption { return func(o *workerOptions) { o.poll = d } }
-
-// WithNakDelay sets how long a failed purchase waits before it is
-// delivered again (default 100ms).
-func WithNakDelay(d time.Duration) WorkerOption {
-	return func(o *workerOptions) { o.nakDelay = d }
 }
 
 // WithWorkerLogger sets where workers log (default slog.Default()).
@@ -215,18 +200,15 @@ type Workers struct {
 // workers' own, so that the producers' connection is not theirs. Each
 // worker pulls one message, runs Shop.Purchase, and acks once the store
 // has applied the purchase (SOLD_OUT counts as applied), or naks it to
-// come back. The workers' goroutines are the pool's; Close or Crash ends
-// them.
+// come back 100ms later; a purchase gets 30s. The workers' goroutines are
+// the pool's; Close or Crash ends them.
 func StartWorkers(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, shop *Shop, opts ...WorkerOption) (*Workers, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	o := workerOptions{timeout: 30 * time.Second, poll: 250 * time.Millisecond, nakDelay: 100 * time.Millisecond, log: slog.Default()}
+	o := workerOptions{log: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
-	}
-	if o.timeout <= 0 || o.poll <= 0 || o.nakDelay < 0 {
-		return nil, fmt.Errorf("flashsale: workers: purchase timeout %v, poll %v, nak delay %v: want positive durations", o.timeout, o.poll, o.nakDelay)
 	}
 	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Consumer)
 	if err != nil {
@@ -246,11 +228,11 @@ func StartWorkers(ctx context.Context, js jetstream.JetStream, cfg QueueConfig, 
 func (w *Workers) run() {
 	defer w.wg.Done()
 	for !w.stop.Load() {
-		msg, err := w.cons.Next(jetstream.FetchMaxWait(w.opts.poll))
+		msg, err := w.cons.Next(jetstream.FetchMaxWait(pollWait))
 		if err != nil {
 			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 				w.opts.log.Debug("flashsale: worker pull failed", "err", err)
-				w.pause(w.opts.poll)
+				w.pause(pollWait)
 			}
 			continue
 		}
@@ -284,8 +266,8 @@ func (w *Workers) handle(msg jetstream.Msg) (died bool) {
 		w.observe(p)
 		return false
 	}
-	p.PurchaseID, p.Item = req.GetPurchaseId(), req.GetItem()
-	ctx, cancel := context.WithTimeout(w.ctx, w.opts.timeout)
+	p.PurchaseID = req.GetPurchaseId()
+	ctx, cancel := context.WithTimeout(w.ctx, purchaseTimeout)
 	defer cancel()
 	p.Result, p.Err = w.shop.Purchase(ctx, req)
 	if w.crashed.Load() {
@@ -302,7 +284,7 @@ func (w *Workers) handle(msg jetstream.Msg) (died bool) {
 	case errors.Is(p.Err, ErrInvalidPurchase), errors.Is(p.Err, ErrUnknownItem):
 		_ = msg.TermWithReason(p.Err.Error()) // it would fail every time
 	case p.Err != nil:
-		_ = msg.NakWithDelay(w.opts.nakDelay)
+		_ = msg.NakWithDelay(nakDelay)
 	default:
 		actx, acancel := context.WithTimeout(w.ctx, 5*time.Second)
 		err := msg.DoubleAck(actx)
