@@ -199,18 +199,6 @@ func (n *Notifier) apply(snap registry.Snapshot) {
 	n.changed = make(chan struct{})
 }
 
-// Subscribers returns the ids of the instances Notify calls now, sorted.
-func (n *Notifier) Subscribers() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	ids := make([]string, 0, len(n.conns))
-	for id := range n.conns {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 // Await waits until Notify calls exactly count instances, or ctx ends.
 func (n *Notifier) Await(ctx context.Context, count int) error {
 	for {

@@ -3,17 +3,26 @@ package flashsale_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/switchyard-dev/switchyard/examples/flashsale"
+	"github.com/switchyard-dev/switchyard/internal/lbtest"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	flashsalev1 "github.com/switchyard-dev/switchyard/proto/switchyard/flashsale/v1"
+	registryv1 "github.com/switchyard-dev/switchyard/proto/switchyard/registry/v1"
+	"github.com/switchyard-dev/switchyard/registry"
+	"github.com/switchyard-dev/switchyard/rpc"
 )
 
 // inbox is an EventHandler that keeps the ids it handled, in order.
@@ -212,4 +221,206 @@ func TestEventsCloseWaits(t *testing.T) {
 	if !returned {
 		t.Error("Close returned before the handler")
 	}
+}
+
+// TestEventsNotify checks the status code EventServer.Notify answers with for
+// each way a call can go.
+func TestEventsNotify(t *testing.T) {
+	withID := &flashsalev1.NotifyRequest{Event: event("e1")}
+	tests := []struct {
+		name       string
+		req        *flashsalev1.NotifyRequest
+		dup        bool  // the handler's answer
+		err        error // the handler's error
+		want       codes.Code
+		wantCalled bool
+	}{
+		{"handled", withID, false, nil, codes.OK, true},
+		{"handled before", withID, true, nil, codes.OK, true},
+		{"no event", &flashsalev1.NotifyRequest{}, false, nil, codes.InvalidArgument, false},
+		{"no event id", &flashsalev1.NotifyRequest{Event: &flashsalev1.SaleEvent{Item: "i0"}}, false, nil, codes.InvalidArgument, false},
+		{"the handler's deadline passed", withID, false, fmt.Errorf("handling: %w", context.DeadlineExceeded), codes.DeadlineExceeded, true},
+		{"the handler's call cancelled", withID, false, fmt.Errorf("handling: %w", context.Canceled), codes.Canceled, true},
+		{"the handler failed", withID, false, errors.New("disk full"), codes.Unavailable, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			called := false
+			srv := flashsale.NewEventServer(func(_ context.Context, ev *flashsalev1.SaleEvent) (bool, error) {
+				called = true
+				if ev.GetEventId() != tt.req.GetEvent().GetEventId() {
+					t.Errorf("the handler got event %q, want %q", ev.GetEventId(), tt.req.GetEvent().GetEventId())
+				}
+				return tt.dup, tt.err
+			})
+			resp, err := srv.Notify(context.Background(), tt.req)
+			if got := status.Code(err); got != tt.want {
+				t.Fatalf("Notify: %v (code %v), want code %v", err, got, tt.want)
+			}
+			if called != tt.wantCalled {
+				t.Errorf("handler called: %v, want %v", called, tt.wantCalled)
+			}
+			switch {
+			case err == nil && resp.GetDuplicate() != tt.dup:
+				t.Errorf("duplicate %v, want %v", resp.GetDuplicate(), tt.dup)
+			case err != nil && resp != nil:
+				t.Errorf("a failed Notify answered %v", resp)
+			}
+		})
+	}
+}
+
+// TestEventsNotifier checks that a Notifier calls every SERVING instance its
+// filter accepts and says how each call went: not one that drains, nor
+// another's; a failed handler and an instance nobody serves fail their
+// calls; one that deregisters is not called again.
+func TestEventsNotifier(t *testing.T) {
+	reg := lbtest.Dial(t)
+	prefix := fmt.Sprintf("notifier-%d-", time.Now().UnixNano()) // the shared ZooKeeper may hold other runs' instances
+	n, err := flashsale.NewNotifier(reg,
+		flashsale.WithInstanceFilter(func(inst *registryv1.Instance) bool { return strings.HasPrefix(inst.GetId(), prefix) }),
+		flashsale.WithNotifierLogger(zktest.Logger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var a, b inbox
+	b.fail = map[string]int{"e2": 1}
+	register(t, reg, prefix+"a", serveEvents(t, a.handle))
+	regB := register(t, reg, prefix+"b", serveEvents(t, b.handle))
+	register(t, reg, "another-"+prefix+"c", serveEvents(t, a.handle)) // the filter leaves it out
+	if err := n.Await(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+
+	// notify sends id and checks that each of the instances (by id, less
+	// the prefix) was called, the calls in fail failing with code
+	// Unavailable, and no other instance.
+	notify := func(id string, instances []string, fail ...string) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		ds := n.Notify(cctx, event(id))
+		var got []string
+		for _, d := range ds {
+			name := strings.TrimPrefix(d.Instance, prefix)
+			got = append(got, name)
+			switch wantFail := slices.Contains(fail, name); {
+			case wantFail && status.Code(d.Err) != codes.Unavailable:
+				t.Errorf("%s: %s's call: %v, want code Unavailable", id, name, d.Err)
+			case !wantFail && d.Err != nil:
+				t.Errorf("%s: %s's call: %v", id, name, d.Err)
+			}
+		}
+		if !slices.Equal(got, instances) {
+			t.Errorf("%s: called %v, want %v", id, got, instances)
+		}
+	}
+	notify("e1", []string{"a", "b"})
+	notify("e2", []string{"a", "b"}, "b") // b's handler fails once
+	a.await(t, "e1", "e2")
+	b.await(t, "e1")
+
+	// A draining instance is not called.
+	if err := regB.Update(ctx, func(inst *registryv1.Instance) { inst.State = registryv1.InstanceState_INSTANCE_STATE_DRAINING }); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Await(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	notify("e3", []string{"a"})
+
+	// One registered that nobody serves fails its call; deregistered, it
+	// is not called.
+	unserved, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := unserved.Addr().String()
+	unserved.Close()
+	regD := register(t, reg, prefix+"d", addr)
+	if err := n.Await(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	notify("e4", []string{"a", "d"}, "d")
+	if err := regD.Deregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Await(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	notify("e5", []string{"a"})
+	a.await(t, "e1", "e2", "e3", "e4", "e5")
+	b.await(t, "e1")
+
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelShort()
+	if err := n.Await(short, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Await for an instance that never comes: %v, want the context's error", err)
+	}
+
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-n.Done():
+	default:
+		t.Error("Done is open after Close")
+	}
+}
+
+// serveEvents serves handle on a loopback port, with no registry, until t
+// ends, and returns its address.
+func serveEvents(t *testing.T, handle flashsale.EventHandler) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := flashsale.NewEventGRPCServer(nil, handle, rpc.WithLogger(zktest.Logger(t)), rpc.WithMetrics(nil))
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	})
+	select {
+	case <-srv.Ready():
+	case err := <-served:
+		served <- err // for the cleanup
+		t.Fatalf("the subscriber stopped before it served: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the subscriber is not serving after 30s")
+	}
+	return lis.Addr().String()
+}
+
+// register registers id at addr as an instance of EventServiceName until
+// t ends.
+func register(t *testing.T, reg *registry.Client, id, addr string) *registry.Registration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := reg.Register(ctx, &registryv1.Instance{Id: id, Service: flashsale.EventServiceName, Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.Deregister(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return r
 }
