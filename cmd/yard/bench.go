@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -463,8 +462,8 @@ func (f *benchLockFlags) config(cmd *cobra.Command) (lockbench.Config, error) {
 		if !slices.Contains(f.via, lockbench.SideNATS) {
 			return cfg, errors.New("--nats names the NATS server of the NATS side: give --via nats too")
 		}
-		if _, err := url.Parse(f.nats); err != nil || !strings.Contains(f.nats, "://") {
-			return cfg, fmt.Errorf("--nats %q: want a URL such as nats://127.0.0.1:4222", f.nats)
+		if err := checkNATSURL(f.nats); err != nil {
+			return cfg, err
 		}
 	}
 	cfg.NATS = f.nats

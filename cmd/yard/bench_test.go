@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,26 +46,9 @@ func TestBenchRPCJSON(t *testing.T) {
 // process and nothing in TMPDIR behind.
 func TestBenchRPCStartsZooKeeper(t *testing.T) {
 	tmp := t.TempDir()
-	cmd := yardCmd(t, tmp, append([]string{"bench", "rpc"}, benchSmall...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("yard bench rpc: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
-		}
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("yard bench rpc still running after 2 minutes\nstderr:\n%s", &stderr)
-	}
+	res := runYardIn(t, tmp, 2*time.Minute, append([]string{"bench", "rpc"}, benchSmall...)...)
 
-	out := stdout.String()
+	out := res.stdout
 	for _, want := range []string{"SIDE", "QPS", "P50", "P99", "STACK/RAW", "qps c=64", "p50 c=1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output has no %q:\n%s", want, out)
@@ -82,10 +66,16 @@ func TestBenchRPCStartsZooKeeper(t *testing.T) {
 	if n := strings.Count(out, "met") + strings.Count(out, "missed"); n != 2 {
 		t.Errorf("%d goals marked met or missed, want 2:\n%s", n, out)
 	}
-	if !strings.Contains(stderr.String(), "started here") {
-		t.Errorf("stderr does not say ZooKeeper was started:\n%s", &stderr)
+	if !strings.Contains(res.stderr, "started here") {
+		t.Errorf("stderr does not say ZooKeeper was started:\n%s", res.stderr)
 	}
+	checkNothingLeft(t, tmp)
+}
 
+// checkNothingLeft checks that no process mentions tmp, a yard run's
+// TMPDIR, and that tmp is empty.
+func checkNothingLeft(t *testing.T, tmp string) {
+	t.Helper()
 	if left := processesMentioning(t, tmp); len(left) > 0 {
 		t.Errorf("processes left behind: %v", left)
 	}
@@ -104,7 +94,7 @@ func TestBenchRPCStartsZooKeeper(t *testing.T) {
 // unreachable ZooKeeper fails within --timeout.
 func TestBenchRPCBadInput(t *testing.T) {
 	good, accepted := tripwire(t)
-	checkBenchBadInput(t, "rpc", []benchInput{
+	checkBadInput(t, []string{"bench", "rpc"}, []badInput{
 		{"zero duration", []string{"--zk", good, "--duration", "0s"}, "--duration 0s: want a positive duration"},
 		{"duration not a duration", []string{"--zk", good, "--duration", "5"}, `invalid argument "5" for "--duration"`},
 		{"negative warm-up", []string{"--zk", good, "--warmup", "-1s"}, "--warmup -1s"},
@@ -216,7 +206,7 @@ func TestWriteBenchLock(t *testing.T) {
 // unreachable ZooKeeper fails within --timeout.
 func TestBenchLockBadInput(t *testing.T) {
 	good, accepted := tripwire(t)
-	checkBenchBadInput(t, "lock", []benchInput{
+	checkBadInput(t, []string{"bench", "lock"}, []badInput{
 		{"zero duration", []string{"--zk", good, "--duration", "0s"}, "--duration 0s: want a positive duration"},
 		{"duration not a duration", []string{"--zk", good, "--duration", "5"}, `invalid argument "5" for "--duration"`},
 		{"negative warm-up", []string{"--zk", good, "--warmup", "-1s"}, "--warmup -1s"},
@@ -229,6 +219,7 @@ func TestBenchLockBadInput(t *testing.T) {
 		{"nats without via nats", []string{"--zk", good, "--nats", "nats://127.0.0.1:4222"}, "give --via nats too"},
 		{"negative queued", []string{"--zk", good, "--queued", "-1"}, "--queued -1: want 0 or more"},
 		{"nats not a URL", []string{"--zk", good, "--via", "nats", "--nats", "127.0.0.1:4222"}, `--nats "127.0.0.1:4222": want a URL`},
+		{"nats without a host", []string{"--zk", good, "--via", "nats", "--nats", "nats://"}, `--nats "nats://": want a URL`},
 		{"empty zk", []string{"--zk", ""}, "empty connect string"},
 		{"malformed zk", []string{"--zk", good + ",:2181"}, "missing host"},
 		{"profile in a missing directory", []string{"--zk", good, "--cpuprofile", filepath.Join(t.TempDir(), "no", "cpu.prof")}, "--cpuprofile"},
@@ -258,21 +249,21 @@ func runBenchJSON(t *testing.T, sub string, flags []string, doc any) yardResult 
 	return res
 }
 
-// benchInput is bad input to a bench command.
-type benchInput struct {
+// badInput is bad input to a yard command.
+type badInput struct {
 	name string
 	args []string
 	want string // in what yard says on stderr
 }
 
-// checkBenchBadInput runs `yard bench <sub>` with each test's args and
-// checks that yard exits 1, says the test's want on stderr, and prints
-// nothing on stdout.
-func checkBenchBadInput(t *testing.T, sub string, tests []benchInput) {
+// checkBadInput runs yard with command (["bench", "rpc"], say) followed
+// by each test's args, and checks that yard exits 1, says the test's want
+// on stderr, and prints nothing on stdout.
+func checkBadInput(t *testing.T, command []string, tests []badInput) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"bench", sub}, tt.args...)
+			args := append(slices.Clone(command), tt.args...)
 			res := runYard(t, nil, args...)
 			if res.code != 1 {
 				t.Fatalf("yard %q: exit %d, want 1\nstdout:\n%s\nstderr: %s", args, res.code, res.stdout, res.stderr)

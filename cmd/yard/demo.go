@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard-dev/switchyard/internal/demo"
-	"github.com/switchyard-dev/switchyard/internal/zkconn"
 )
 
 // demoFlags are the flags of `yard demo`.
@@ -31,7 +29,6 @@ type demoFlags struct {
 // plan is a checked `yard demo` command line: what to run and with what.
 type plan struct {
 	scenarios []demo.Scenario
-	notBuilt  []string
 	env       demo.Config
 }
 
@@ -49,16 +46,15 @@ func (f *demoFlags) check(cmd *cobra.Command, args []string) (plan, error) {
 		return p, fmt.Errorf("--timeout %v: want a positive duration", f.timeout)
 	}
 	if cmd.Flags().Changed("zk") {
-		addrs, err := zkconn.ParseConnectString(f.zk)
+		addrs, err := zkAddrs(f.zk, true)
 		if err != nil {
-			return p, fmt.Errorf("--zk %q: %w", f.zk, err)
+			return p, err
 		}
 		p.env.ZK = strings.Join(addrs, ",")
 	}
 	if cmd.Flags().Changed("nats") {
-		u, err := url.Parse(f.nats)
-		if err != nil || !strings.Contains(f.nats, "://") || u.Host == "" {
-			return p, fmt.Errorf("--nats %q: want a URL such as nats://127.0.0.1:4222", f.nats)
+		if err := checkNATSURL(f.nats); err != nil {
+			return p, err
 		}
 		p.env.NATS = f.nats
 	}
@@ -70,12 +66,9 @@ func (f *demoFlags) check(cmd *cobra.Command, args []string) (plan, error) {
 			return p, fmt.Errorf("--out: %w", err)
 		}
 	}
-	entries, notBuilt, err := demo.Select(args)
+	entries, err := demo.Select(args)
 	if err != nil {
 		return p, err
-	}
-	if len(entries) == 0 {
-		return p, fmt.Errorf("no scenario is built yet (%s)", strings.Join(notBuilt, ", "))
 	}
 	for _, e := range entries {
 		s, err := e.New(opts)
@@ -84,7 +77,6 @@ func (f *demoFlags) check(cmd *cobra.Command, args []string) (plan, error) {
 		}
 		p.scenarios = append(p.scenarios, s)
 	}
-	p.notBuilt = notBuilt
 	p.env.SetupTimeout = f.timeout
 	return p, nil
 }
@@ -110,7 +102,7 @@ registry), core NATS (one publish) and JetStream (durable consumers).
 
 ` + scenarioList() + `
 
-With no argument, or "all", every built scenario runs.
+With no argument, or "all", every scenario runs.
 
 The stack is started here and stopped at the end — ZooKeeper as a child
 process of the installed package, NATS embedded, two lock-service replicas,
@@ -118,7 +110,7 @@ the shop and the workers — unless --zk and --nats name running servers
 (the replicas, shop and workers still run here).
 
 --json prints {"scenarios": [{"name", "title", "setup", "config", "paths":
-{"rpc": {...}, "mq": {...}}, "verdicts"}], "not_built": [...]}; every path
+{"rpc": {...}, "mq": {...}}, "verdicts"}]}; every path
 object has offered, accepted, completed, rejected, lost, oversold,
 duplicates, capacity_per_s, max_downstream_per_s, p50_ms, p99_ms, max_ms and
 drain_s, and the scenario's own figures beside them (a figure that does
@@ -155,11 +147,7 @@ Progress goes to stderr.`,
 func scenarioList() string {
 	var b strings.Builder
 	for _, e := range demo.Catalog {
-		state := ""
-		if e.New == nil {
-			state = " (not built yet)"
-		}
-		fmt.Fprintf(&b, "  %-13s %s%s\n", e.Name, e.Summary, state)
+		fmt.Fprintf(&b, "  %-13s %s\n", e.Name, e.Summary)
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
@@ -170,9 +158,6 @@ func runDemo(cmd *cobra.Command, f *demoFlags, p plan) (err error) {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if len(p.notBuilt) > 0 {
-		fmt.Fprintf(stderr, "demo: not built yet, skipped: %s\n", strings.Join(p.notBuilt, ", "))
-	}
 	p.env.Logger = logger
 	p.env.Status = func(s string) { fmt.Fprintf(stderr, "demo: %s\n", s) }
 	env, err := demo.Start(ctx, p.env)
@@ -195,8 +180,6 @@ func runDemo(cmd *cobra.Command, f *demoFlags, p plan) (err error) {
 		}
 		return err
 	}
-	report.NotBuilt = p.notBuilt
-
 	out := cmd.OutOrStdout()
 	if f.json {
 		err = report.WriteJSON(out)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -23,7 +22,7 @@ func TestDemoBadInput(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tests := []benchInput{
+	checkBadInput(t, []string{"demo"}, []badInput{
 		{"unknown scenario", []string{"peak", "--zk", good}, `unknown scenario "peak": want one of peak-shaving`},
 		{"zero capacity", []string{"--zk", good, "--capacity", "0"}, "--capacity 0: want 1 to 5000"},
 		{"huge capacity", []string{"--zk", good, "--capacity", "1e9"}, "--capacity 1e+09: want 1 to 5000"},
@@ -34,40 +33,14 @@ func TestDemoBadInput(t *testing.T) {
 		{"empty zk", []string{"--zk", ""}, "empty connect string"},
 		{"malformed zk", []string{"--zk", good + ",:2181"}, "missing host"},
 		{"nats not a URL", []string{"--zk", good, "--nats", "127.0.0.1:4222"}, `--nats "127.0.0.1:4222": want a URL`},
+		{"nats without a host", []string{"--zk", good, "--nats", "nats://:4222"}, `--nats "nats://:4222": want a URL`},
 		{"out is a file", []string{"--zk", good, "--out", file}, "not a directory"},
 		{"unknown flag", []string{"--zk", good, "--no-such-flag"}, "unknown flag"},
-	}
-	// A scenario the catalog names but nobody has built yet, while there
-	// is one.
-	for _, e := range demo.Catalog {
-		if e.New == nil {
-			tests = append(tests, benchInput{"not built: " + e.Name, []string{e.Name, "--zk", good}, "not built yet: " + e.Name})
-		}
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"demo"}, tt.args...)
-			res := runYard(t, nil, args...)
-			if res.code != 1 {
-				t.Fatalf("yard %q: exit %d, want 1\nstdout:\n%s\nstderr: %s", args, res.code, res.stdout, res.stderr)
-			}
-			if !strings.Contains(res.stderr, tt.want) {
-				t.Errorf("yard %q said %q, want it to say %q", args, res.stderr, tt.want)
-			}
-			if res.stdout != "" {
-				t.Errorf("yard %q printed %q on bad input", args, res.stdout)
-			}
-		})
-	}
+		{"unreachable zk", []string{"peak-shaving", "--zk", "127.0.0.1:1", "--timeout", "300ms"}, "no ZooKeeper session with 127.0.0.1:1"},
+	})
 	if n := accepted(); n != 0 {
 		t.Errorf("bad input reached the network: %d connections", n)
 	}
-	t.Run("unreachable zk", func(t *testing.T) {
-		res := runYard(t, nil, "demo", "peak-shaving", "--zk", "127.0.0.1:1", "--timeout", "300ms")
-		if res.code != 1 || !strings.Contains(res.stderr, "no ZooKeeper session with 127.0.0.1:1") {
-			t.Errorf("exit %d, stderr %q; want 1 and no ZooKeeper session", res.code, res.stderr)
-		}
-	})
 }
 
 // TestDemoStartsItsOwnStack runs `yard demo peak-shaving --json --out DIR`
@@ -78,24 +51,8 @@ func TestDemoBadInput(t *testing.T) {
 func TestDemoStartsItsOwnStack(t *testing.T) {
 	tmp := t.TempDir()
 	out := filepath.Join(t.TempDir(), "out")
-	cmd := yardCmd(t, tmp, "demo", "peak-shaving", "--scale", "0.2", "--capacity", "100", "--json", "--out", out)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("yard demo: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
-		}
-	case <-time.After(2 * time.Minute):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("yard demo still running after 2 minutes\nstderr:\n%s", &stderr)
-	}
+	res := runYardIn(t, tmp, 2*time.Minute, "demo", "peak-shaving", "--scale", "0.2", "--capacity", "100", "--json", "--out", out)
+	stdout := res.stdout
 
 	var doc struct {
 		Scenarios []struct {
@@ -103,18 +60,17 @@ func TestDemoStartsItsOwnStack(t *testing.T) {
 			Paths    map[string]map[string]any `json:"paths"`
 			Verdicts []string                  `json:"verdicts"`
 		} `json:"scenarios"`
-		NotBuilt []string `json:"not_built"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &doc); err != nil {
-		t.Fatalf("stdout is not the JSON report: %v\n%s", err, &stdout)
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("stdout is not the JSON report: %v\n%s", err, stdout)
 	}
 	if len(doc.Scenarios) != 1 || doc.Scenarios[0].Name != "peak-shaving" || len(doc.Scenarios[0].Verdicts) == 0 {
-		t.Fatalf("scenarios: %s", &stdout)
+		t.Fatalf("scenarios: %s", stdout)
 	}
 	for _, path := range []string{"rpc", "mq"} {
 		obj, ok := doc.Scenarios[0].Paths[path]
 		if !ok {
-			t.Fatalf("no path %q: %s", path, &stdout)
+			t.Fatalf("no path %q: %s", path, stdout)
 		}
 		for _, k := range demo.RequiredKeys {
 			if _, ok := obj[k].(float64); !ok {
@@ -144,19 +100,9 @@ func TestDemoStartsItsOwnStack(t *testing.T) {
 		t.Errorf("--out has %v, want %v", names, want)
 	}
 	for _, want := range []string{"starting ZooKeeper and NATS", "%  peak-shaving (1/1)", "demo: wrote"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("stderr has no %q:\n%s", want, &stderr)
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("stderr has no %q:\n%s", want, res.stderr)
 		}
 	}
-
-	if left := processesMentioning(t, tmp); len(left) > 0 {
-		t.Errorf("processes left behind: %v", left)
-	}
-	left, err := os.ReadDir(tmp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range left {
-		t.Errorf("left behind in TMPDIR: %s", filepath.Join(tmp, e.Name()))
-	}
+	checkNothingLeft(t, tmp)
 }

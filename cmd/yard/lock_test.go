@@ -500,6 +500,8 @@ func TestLockBadInput(t *testing.T) {
 		{"malformed zk", nil, []string{"lock", "show", "a", "--zk", good + ",:2181"}, "missing host"},
 		{"serve bad listen", nil, []string{"serve", "lock", "--zk", good, "--listen", "nope"}, `--listen "nope"`},
 		{"serve bad metrics", nil, []string{"serve", "lock", "--zk", good, "--metrics", "9090"}, `--metrics "9090": want host:port`},
+		{"serve nats not a URL", nil, []string{"serve", "lock", "--zk", good, "--nats", "127.0.0.1:4222"}, `--nats "127.0.0.1:4222": want a URL`},
+		{"serve nats without a host", nil, []string{"serve", "lock", "--zk", good, "--nats", "nats://:4222"}, `--nats "nats://:4222": want a URL`},
 		{"serve queue without nats", nil, []string{"serve", "lock", "--zk", good, "--queue"}, "--queue takes queued acquires from NATS JetStream: give --nats too"},
 		{"serve short session", nil, []string{"serve", "lock", "--zk", good, "--session", "500ms"}, "--session 500ms: want 1s or more"},
 		{"serve bad id", nil, []string{"serve", "lock", "--zk", good, "--id", "a/b"}, "--id: registry: invalid name"},

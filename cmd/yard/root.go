@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"io"
+	"net/url"
 
 	"github.com/spf13/cobra"
 )
@@ -34,4 +36,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newLockCmd())
 	root.AddCommand(newDemoCmd())
 	return root
+}
+
+// checkNATSURL checks the --nats flag: a URL with a scheme and a host, as
+// nats.go dials it.
+func checkNATSURL(s string) error {
+	if u, err := url.Parse(s); err != nil || u.Scheme == "" || u.Hostname() == "" {
+		return fmt.Errorf("--nats %q: want a URL such as nats://127.0.0.1:4222", s)
+	}
+	return nil
 }

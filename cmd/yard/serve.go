@@ -63,8 +63,10 @@ func (f *serveLockFlags) check(cmd *cobra.Command) (string, error) {
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return "", fmt.Errorf("--listen %q: want host:port: %w", f.listen, err)
 	}
-	if f.nats != "" && !strings.Contains(f.nats, "://") {
-		return "", fmt.Errorf("--nats %q: want a URL such as nats://127.0.0.1:4222", f.nats)
+	if f.nats != "" {
+		if err := checkNATSURL(f.nats); err != nil {
+			return "", err
+		}
 	}
 	if f.queue && f.nats == "" {
 		return "", errors.New("--queue takes queued acquires from NATS JetStream: give --nats too")

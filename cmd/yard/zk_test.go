@@ -36,6 +36,25 @@ func runYard(t *testing.T, env []string, args ...string) yardResult {
 	t.Helper()
 	cmd := yardCmd(t, t.TempDir(), args...)
 	cmd.Env = append(cmd.Env, env...)
+	return waitYard(t, cmd, 30*time.Second)
+}
+
+// runYardIn runs yard with args and TMPDIR=tmp, and returns its output.
+// It fails t unless yard exits 0 within limit.
+func runYardIn(t *testing.T, tmp string, limit time.Duration, args ...string) yardResult {
+	t.Helper()
+	res := waitYard(t, yardCmd(t, tmp, args...), limit)
+	if res.code != 0 {
+		t.Fatalf("yard %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, res.code, res.stdout, res.stderr)
+	}
+	return res
+}
+
+// waitYard runs cmd, a yardCmd, and returns its output and exit code. It
+// kills cmd and fails t if cmd does not exit within limit.
+func waitYard(t *testing.T, cmd *exec.Cmd, limit time.Duration) yardResult {
+	t.Helper()
+	args := cmd.Args[1:]
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -46,10 +65,10 @@ func runYard(t *testing.T, env []string, args ...string) yardResult {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(limit):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("yard %v still running after 30s\nstdout:\n%s\nstderr:\n%s", args, &stdout, &stderr)
+		t.Fatalf("yard %v still running after %v\nstdout:\n%s\nstderr:\n%s", args, limit, &stdout, &stderr)
 	}
 	res := yardResult{stdout: stdout.String(), stderr: stderr.String()}
 	var exit *exec.ExitError

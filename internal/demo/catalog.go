@@ -8,16 +8,11 @@ import (
 	"time"
 )
 
-// Errors returned by Select.
-var (
-	// ErrUnknownScenario reports a scenario name the catalog does not have.
-	ErrUnknownScenario = errors.New("demo: unknown scenario")
-	// ErrNotBuilt reports a scenario the catalog names but nobody has
-	// built yet.
-	ErrNotBuilt = errors.New("demo: scenario not built yet")
-)
+// ErrUnknownScenario reports a scenario name the catalog does not have;
+// Select returns it.
+var ErrUnknownScenario = errors.New("demo: unknown scenario")
 
-// All is the name that selects every built scenario.
+// All is the name that selects every scenario.
 const All = "all"
 
 // Scenario is one demo: it runs both paths (or more) on env and reports
@@ -83,55 +78,42 @@ type Entry struct {
 	Name string
 	// Summary says in one line what it shows.
 	Summary string
-	// New makes the scenario with its defaults under opts; nil means the
-	// scenario is not built yet.
+	// New makes the scenario with its defaults under opts, which it
+	// validates first. Every entry has one.
 	New func(opts Options) (Scenario, error)
 }
 
+// entry returns a catalog entry whose New validates the options, then
+// makes the scenario with newScenario.
+func entry[S Scenario](name, summary string, newScenario func(Options) (S, error)) Entry {
+	return Entry{Name: name, Summary: summary, New: func(o Options) (Scenario, error) {
+		if err := o.Validate(); err != nil {
+			return nil, err
+		}
+		s, err := newScenario(o)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}}
+}
+
 // Catalog lists issue #7's scenarios in report order. To add a scenario,
-// give its entry a New (or append an entry): Select, `yard demo` and `yard
-// demo all` pick it up from here.
+// append an entry: Select, `yard demo` and `yard demo all` pick it up from
+// here.
 var Catalog = []Entry{
-	{
-		Name:    "peak-shaving",
-		Summary: "a burst of several × C: the RPC limiter refuses it, the work queue absorbs it and drains at C",
-		New: func(o Options) (Scenario, error) {
-			if err := o.Validate(); err != nil {
-				return nil, err
-			}
-			return NewPeakShaving(DefaultPeakShaving(o))
-		},
-	},
-	{
-		Name:    "broadcast",
-		Summary: "a sold-out event to N subscribers: one NATS publish against N RPC calls; a slow and an offline subscriber",
-		New: func(o Options) (Scenario, error) {
-			if err := o.Validate(); err != nil {
-				return nil, err
-			}
-			return NewBroadcast(DefaultBroadcast(o))
-		},
-	},
-	{
-		Name:    "decoupling",
-		Summary: "the consumers down for a while: RPC producers fail, MQ producers do not; backlog, drain, duplicates",
-		New: func(o Options) (Scenario, error) {
-			if err := o.Validate(); err != nil {
-				return nil, err
-			}
-			return NewDecoupling(DefaultDecoupling(o))
-		},
-	},
-	{
-		Name:    "mq-costs",
-		Summary: "what MQ costs: latency under load, stale reads after an accepted purchase, duplicates, moving parts",
-		New: func(o Options) (Scenario, error) {
-			if err := o.Validate(); err != nil {
-				return nil, err
-			}
-			return NewCosts(DefaultCosts(o))
-		},
-	},
+	entry("peak-shaving",
+		"a burst of several × C: the RPC limiter refuses it, the work queue absorbs it and drains at C",
+		func(o Options) (*PeakShaving, error) { return NewPeakShaving(DefaultPeakShaving(o)) }),
+	entry("broadcast",
+		"a sold-out event to N subscribers: one NATS publish against N RPC calls; a slow and an offline subscriber",
+		func(o Options) (*Broadcast, error) { return NewBroadcast(DefaultBroadcast(o)) }),
+	entry("decoupling",
+		"the consumers down for a while: RPC producers fail, MQ producers do not; backlog, drain, duplicates",
+		func(o Options) (*Decoupling, error) { return NewDecoupling(DefaultDecoupling(o)) }),
+	entry("mq-costs",
+		"what MQ costs: latency under load, stale reads after an accepted purchase, duplicates, moving parts",
+		func(o Options) (*Costs, error) { return NewCosts(DefaultCosts(o)) }),
 }
 
 // Names returns the catalog's names.
@@ -144,10 +126,9 @@ func Names() []string {
 }
 
 // Select returns the catalog entries args name, in catalog order and each
-// once; no args, or All, is every built entry, and notBuilt then lists the
-// others. A name that is not in the catalog is ErrUnknownScenario; one
-// that is not built yet, named on its own, ErrNotBuilt.
-func Select(args []string) (selected []Entry, notBuilt []string, err error) {
+// once; no args, or All, is every entry. A name that is not in the catalog
+// is ErrUnknownScenario.
+func Select(args []string) (selected []Entry, err error) {
 	want := map[string]bool{}
 	all := len(args) == 0
 	for _, a := range args {
@@ -156,21 +137,16 @@ func Select(args []string) (selected []Entry, notBuilt []string, err error) {
 			continue
 		}
 		if !isCatalogued(a) {
-			return nil, nil, fmt.Errorf("%w %q: want one of %s, or %s", ErrUnknownScenario, a, strings.Join(Names(), ", "), All)
+			return nil, fmt.Errorf("%w %q: want one of %s, or %s", ErrUnknownScenario, a, strings.Join(Names(), ", "), All)
 		}
 		want[a] = true
 	}
 	for _, e := range Catalog {
-		switch {
-		case e.New != nil && (all || want[e.Name]):
+		if all || want[e.Name] {
 			selected = append(selected, e)
-		case e.New == nil && want[e.Name]:
-			return nil, nil, fmt.Errorf("%w: %s (%s)", ErrNotBuilt, e.Name, e.Summary)
-		case e.New == nil && all:
-			notBuilt = append(notBuilt, e.Name)
 		}
 	}
-	return selected, notBuilt, nil
+	return selected, nil
 }
 
 func isCatalogued(name string) bool {

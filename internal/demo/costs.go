@@ -3,8 +3,6 @@ package demo
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"slices"
 	"strings"
 	"time"
 )
@@ -103,8 +101,10 @@ func (c CostsConfig) Profile() Profile {
 var costsPhaseKeys = []string{"light", "near", "over", "cool"}
 
 // movingParts are what each path needs running for a purchase to go
-// through, as runSale starts them: the RPC path's on the left of the
-// MQ path's. ZooKeeper and the lock service are common to both.
+// through, as runSale starts them, listed by hand (nothing measures
+// them): the scenario reports them in its config ("moving_parts", a list
+// per path) and in a verdict. ZooKeeper and the lock service are common
+// to both.
 var movingParts = map[string][]string{
 	PathRPC: {"ZooKeeper (registry, locks)", "lock-service replicas (gRPC door)", "shop server, registered",
 		"client resolver and balancer", "limiter at the shop"},
@@ -118,8 +118,8 @@ var movingParts = map[string][]string{
 // latency of each phase (bounded by the deadline on the RPC path, by
 // nothing on the MQ path), how often and how long a reader sees the old
 // stock right after a purchase was accepted (eventual consistency), the
-// duplicates each path absorbed when producers sent a purchase twice, and
-// the moving parts each path needed.
+// duplicates each path absorbed when producers sent a purchase twice; and
+// listing the moving parts each path needs (movingParts).
 type Costs struct{ cfg CostsConfig }
 
 var _ Scenario = (*Costs)(nil)
@@ -144,14 +144,11 @@ func (c *Costs) Run(ctx context.Context, env *Env, progress Progress) (*Scenario
 	cfg := c.cfg
 	profile := cfg.Profile()
 	sends := profile.Sends()
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0))
-	items := ItemNames(cfg.Items)
-	pick := make([]string, len(sends))
+	pick := pickItems(cfg.Seed, len(sends), ItemNames(cfg.Items))
 	probe := make([]bool, len(sends))
 	retry := make([]bool, len(sends))
 	probes := map[string]int64{}
 	for i := range sends {
-		pick[i] = items[rng.IntN(len(items))]
 		if i%cfg.ProbeEvery == cfg.ProbeEvery/2 {
 			probe[i] = true
 			pick[i] = fmt.Sprintf("probe-%05d", i)
@@ -166,11 +163,6 @@ func (c *Costs) Run(ctx context.Context, env *Env, progress Progress) (*Scenario
 	drain := time.Duration(backlog / max(cfg.Capacity*(1-cfg.Light), 1) * float64(time.Second))
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 30*time.Second + 2*drain
-	}
-	var prog progressState
-	if progress != nil {
-		stop := prog.run(progress, time.Now(), 2*profile.Duration()+drain)
-		defer stop()
 	}
 	var phases []string
 	for _, ph := range profile {
@@ -188,33 +180,26 @@ func (c *Costs) Run(ctx context.Context, env *Env, progress Progress) (*Scenario
 			"light_s": cfg.LightFor.Seconds(), "near_s": cfg.NearFor.Seconds(), "over_s": cfg.OverFor.Seconds(), "cool_s": cfg.CoolFor.Seconds(),
 			"rpc_deadline_ms": cfg.Deadline.Milliseconds(), "rpc_burst": cfg.RPCBurst, "rpc_max_concurrent": cfg.RPCMaxConcurrent,
 			"mq_workers": cfg.Workers, "items": cfg.Items, "probe_every": cfg.ProbeEvery, "retry_every": cfg.RetryEvery,
-			"bucket_ms": cfg.Bucket.Milliseconds(),
+			"bucket_ms": cfg.Bucket.Milliseconds(), "moving_parts": movingParts,
 		},
 	}
-	for _, path := range []string{PathRPC, PathMQ} {
-		prog.set(path, nil)
-		run, err := runSale(ctx, env, saleSpec{
-			scenario: c.Name(), path: path, profile: profile, pick: pick, probe: probe, retry: retry,
-			shop:     ShopConfig{Items: cfg.Items, Stock: int64(len(sends)), Capacity: cfg.Capacity, Extra: probes},
-			deadline: cfg.Deadline, workers: cfg.Workers,
-			limits: RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent},
-			bucket: cfg.Bucket, drainTimeout: cfg.DrainTimeout, probeTimeout: cfg.ProbeTimeout,
-		}, &prog)
-		if err != nil {
-			return nil, err
-		}
-		res.Paths = append(res.Paths, costsFigures(run))
+	paths, err := runSalePaths(ctx, env, progress, 2*profile.Duration()+drain, saleSpec{
+		scenario: c.Name(), profile: profile, pick: pick, probe: probe, retry: retry,
+		shop:     ShopConfig{Items: cfg.Items, Stock: int64(len(sends)), Capacity: cfg.Capacity, Extra: probes},
+		deadline: cfg.Deadline, workers: cfg.Workers,
+		limits: RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent},
+		bucket: cfg.Bucket, drainTimeout: cfg.DrainTimeout, probeTimeout: cfg.ProbeTimeout,
+	}, costsFigures)
+	if err != nil {
+		return nil, err
 	}
+	res.Paths = paths
 	res.Verdicts = costsVerdicts(res)
-	res.Charts = saleCharts(c.Name())
-	if progress != nil {
-		progress.Update("done", 1)
-	}
 	return res, nil
 }
 
 // costsFigures adds the scenario's figures to a path's: latency per
-// phase, the probes', the retries' and the moving parts.
+// phase, the probes' and the retries'.
 func costsFigures(run *saleRun) *PathResult {
 	p := run.result
 	for i, key := range costsPhaseKeys {
@@ -224,42 +209,36 @@ func costsFigures(run *saleRun) *PathResult {
 		p.Set(key+"_p99_ms", key+": latency p99", UnitMillis, millis(l.P99))
 		p.Set(key+"_refused_pct", key+": refused", UnitPercent, pct(refused, off))
 	}
-	pr := &run.probes
-	pr.mu.Lock()
-	staleFor := Summarise(slices.Clone(pr.staleFor))
-	reads, stale, timedOut := pr.reads, pr.stale, pr.timedOut
-	pr.mu.Unlock()
-	p.Set("probes", "consistency probes", UnitCount, float64(reads))
-	p.Set("stale_reads_pct", "read the old stock after accepted", UnitPercent, pct(stale, reads))
-	p.Set("stale_p50_ms", "old stock seen for, p50", UnitMillis, millis(staleFor.P50))
-	p.Set("stale_max_ms", "old stock seen for, max", UnitMillis, millis(staleFor.Max))
-	p.Set("stale_never_fresh", "probes that never saw the sale", UnitCount, float64(timedOut))
+	pr := run.probes.snapshot()
+	p.Set("probes", "consistency probes", UnitCount, float64(pr.reads))
+	p.Set("stale_reads_pct", "read the old stock after accepted", UnitPercent, pct(pr.stale, pr.reads))
+	p.Set("stale_p50_ms", "old stock seen for, p50", UnitMillis, millis(pr.staleFor.P50))
+	p.Set("stale_max_ms", "old stock seen for, max", UnitMillis, millis(pr.staleFor.Max))
+	p.Set("stale_never_fresh", "probes that never saw the sale", UnitCount, float64(pr.timedOut))
 	p.Set("retries", "purchases sent twice", UnitCount, float64(run.retries.Load()))
 	p.Set("retries_dup_at_door", "  answered as duplicates at the door", UnitCount, float64(run.retryDup.Load()))
 	p.Set("retries_failed", "  second sends that failed", UnitCount, float64(run.retryErr.Load()))
-	p.Set("moving_parts", "moving parts", UnitCount, float64(len(movingParts[p.Name])))
 	return p
 }
 
 // costsVerdicts says, from the figures, what MQ cost.
 func costsVerdicts(res *ScenarioResult) []string {
 	r, m := res.Path(PathRPC), res.Path(PathMQ)
-	fig := func(p *PathResult, key string) float64 { v, _ := p.Figure(key); return v }
 	light := fmt.Sprintf("under light load MQ's extra hops (publish, stored, pulled) cost p50 %s against RPC's %s",
-		FormatMillis(fig(m, "light_p50_ms")), FormatMillis(fig(r, "light_p50_ms")))
-	if fig(m, "light_p50_ms") <= fig(r, "light_p50_ms") {
+		FormatMillis(m.Value("light_p50_ms")), FormatMillis(r.Value("light_p50_ms")))
+	if m.Value("light_p50_ms") <= r.Value("light_p50_ms") {
 		light = fmt.Sprintf("under light load MQ's extra hops cost nothing visible — p50 %s against RPC's %s: the lock and the store dominate both paths",
-			FormatMillis(fig(m, "light_p50_ms")), FormatMillis(fig(r, "light_p50_ms")))
+			FormatMillis(m.Value("light_p50_ms")), FormatMillis(r.Value("light_p50_ms")))
 	}
 	out := []string{
 		fmt.Sprintf("Latency: %s; near C, p99 %s against %s. Over C the RPC path stays bounded by its deadline (p99 %s) by refusing %.0f %% of the overload, while MQ refuses nothing and its p99 grows with the backlog to %s — nothing bounds it but the queue's length.",
-			light, FormatMillis(fig(m, "near_p99_ms")), FormatMillis(fig(r, "near_p99_ms")),
-			FormatMillis(fig(r, "over_p99_ms")), fig(r, "over_refused_pct"), FormatMillis(fig(m, "over_p99_ms"))),
+			light, FormatMillis(m.Value("near_p99_ms")), FormatMillis(r.Value("near_p99_ms")),
+			FormatMillis(r.Value("over_p99_ms")), r.Value("over_refused_pct"), FormatMillis(m.Value("over_p99_ms"))),
 		fmt.Sprintf("Eventual consistency: a reader checking stock right after the purchase was accepted saw the old value in %.0f %% of %.0f probes on MQ, for up to %s (p50 %s); on RPC in %.0f %% — an accepted call has been applied.",
-			fig(m, "stale_reads_pct"), fig(m, "probes"), FormatMillis(fig(m, "stale_max_ms")), FormatMillis(fig(m, "stale_p50_ms")), fig(r, "stale_reads_pct")),
+			m.Value("stale_reads_pct"), m.Value("probes"), FormatMillis(m.Value("stale_max_ms")), FormatMillis(m.Value("stale_p50_ms")), r.Value("stale_reads_pct")),
 		fmt.Sprintf("Duplicates: producers sent %.0f accepted purchases a second time on MQ; the stream dropped %.0f at the door by Nats-Msg-Id, and the store absorbed %d redeliveries. On RPC %.0f second calls ran again through limiter and lock (%.0f refused); the store answered %.0f as duplicates. Oversold: RPC %d, MQ %d.",
-			fig(m, "retries"), fig(m, "retries_dup_at_door"), m.Duplicates, fig(r, "retries"), fig(r, "retries_failed"), fig(r, "retries_dup_at_door"), r.Oversold, m.Oversold),
-		fmt.Sprintf("Moving parts: RPC %d (%s); MQ %d (%s).",
+			m.Value("retries"), m.Value("retries_dup_at_door"), m.Duplicates, r.Value("retries"), r.Value("retries_failed"), r.Value("retries_dup_at_door"), r.Oversold, m.Oversold),
+		fmt.Sprintf("Moving parts, as this demo starts them: RPC %d (%s); MQ %d (%s).",
 			len(movingParts[PathRPC]), strings.Join(movingParts[PathRPC], "; "), len(movingParts[PathMQ]), strings.Join(movingParts[PathMQ], "; ")),
 	}
 	if r.Oversold+m.Oversold+r.Lost+m.Lost > 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"time"
 )
 
@@ -119,23 +118,12 @@ func (d *Decoupling) Run(ctx context.Context, env *Env, progress Progress) (*Sce
 	cfg := d.cfg
 	profile := cfg.Profile()
 	sends := profile.Sends()
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0))
-	items := ItemNames(cfg.Items)
-	pick := make([]string, len(sends))
-	for i := range pick {
-		pick[i] = items[rng.IntN(len(items))]
-	}
+	pick := pickItems(cfg.Seed, len(sends), ItemNames(cfg.Items))
 	stock := int64(len(sends)) // room for every purchase, whatever the draw
 	backlog := cfg.Rate * cfg.Outage.Seconds()
 	drain := time.Duration(backlog / max(cfg.Capacity-cfg.Rate, 1) * float64(time.Second))
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 30*time.Second + 2*drain
-	}
-	total := 2*profile.Duration() + drain
-	var prog progressState
-	if progress != nil {
-		stop := prog.run(progress, time.Now(), total)
-		defer stop()
 	}
 	res := &ScenarioResult{
 		Name:  d.Name(),
@@ -153,26 +141,19 @@ func (d *Decoupling) Run(ctx context.Context, env *Env, progress Progress) (*Sce
 			"bucket_ms": cfg.Bucket.Milliseconds(), "expected_backlog_peak": math.Round(backlog),
 		},
 	}
-	for _, path := range []string{PathRPC, PathMQ} {
-		prog.set(path, nil)
-		run, err := runSale(ctx, env, saleSpec{
-			scenario: d.Name(), path: path, profile: profile, pick: pick,
-			shop:     ShopConfig{Items: cfg.Items, Stock: stock, Capacity: cfg.Capacity},
-			deadline: cfg.Deadline, workers: cfg.Workers, ackWait: cfg.AckWait,
-			limits: RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent},
-			outage: &outage{At: cfg.Before, For: cfg.Outage},
-			bucket: cfg.Bucket, drainTimeout: cfg.DrainTimeout,
-		}, &prog)
-		if err != nil {
-			return nil, err
-		}
-		res.Paths = append(res.Paths, decouplingFigures(run))
+	paths, err := runSalePaths(ctx, env, progress, 2*profile.Duration()+drain, saleSpec{
+		scenario: d.Name(), profile: profile, pick: pick,
+		shop:     ShopConfig{Items: cfg.Items, Stock: stock, Capacity: cfg.Capacity},
+		deadline: cfg.Deadline, workers: cfg.Workers, ackWait: cfg.AckWait,
+		limits: RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent},
+		outage: &outage{At: cfg.Before, For: cfg.Outage},
+		bucket: cfg.Bucket, drainTimeout: cfg.DrainTimeout,
+	}, decouplingFigures)
+	if err != nil {
+		return nil, err
 	}
+	res.Paths = paths
 	res.Verdicts = decouplingVerdicts(res)
-	res.Charts = saleCharts(d.Name())
-	if progress != nil {
-		progress.Update("done", 1)
-	}
 	return res, nil
 }
 
@@ -208,26 +189,25 @@ func decouplingFigures(run *saleRun) *PathResult {
 // decouplingVerdicts says, from the figures, what the scenario showed.
 func decouplingVerdicts(res *ScenarioResult) []string {
 	r, m := res.Path(PathRPC), res.Path(PathMQ)
-	fig := func(p *PathResult, key string) float64 { v, _ := p.Figure(key); return v }
 	var out []string
-	rErr, rOff := fig(r, "outage_errors"), fig(r, "outage_offered")
+	rErr, rOff := r.Value("outage_errors"), r.Value("outage_offered")
 	if rErr > 0 {
 		out = append(out, fmt.Sprintf("RPC couples producers to consumers: while the shop was down (%.1f s), %.0f of %.0f purchases failed at the producer (%.0f %%; %.0f over the run, %.0f timed out) — those buyers were turned away; it lost %d of the %d it accepted, and %.0f were applied though their caller saw an error.",
-			fig(r, "outage_s"), rErr, rOff, fig(r, "outage_errors_pct"), fig(r, "producer_errors"), fig(r, "timed_out"), r.Lost, r.Accepted, fig(r, "applied_not_accepted")))
+			r.Value("outage_s"), rErr, rOff, r.Value("outage_errors_pct"), r.Value("producer_errors"), r.Value("timed_out"), r.Lost, r.Accepted, r.Value("applied_not_accepted")))
 	} else {
 		out = append(out, fmt.Sprintf("RPC rode out this outage: 0 of %.0f purchases sent while the shop was down failed.", rOff))
 	}
-	mErr := fig(m, "outage_errors")
+	mErr := m.Value("outage_errors")
 	if mErr == 0 && m.Lost == 0 {
 		out = append(out, fmt.Sprintf("MQ decouples them: 0 of %.0f publishes failed during the outage (%.0f over the run); the backlog peaked at %.0f and was worked off %.1f s after the workers came back; lost %d, oversold %d.",
-			fig(m, "outage_offered"), fig(m, "producer_errors"), fig(m, "queue_depth_max"), fig(m, "restart_drain_s"), m.Lost, m.Oversold))
+			m.Value("outage_offered"), m.Value("producer_errors"), m.Value("queue_depth_max"), m.Value("restart_drain_s"), m.Lost, m.Oversold))
 	} else {
 		out = append(out, fmt.Sprintf("MQ did not ride out the outage cleanly: %.0f publishes failed during it, %d accepted purchases lost.", mErr, m.Lost))
 	}
-	held, dups := fig(m, "held_unacked"), float64(m.Duplicates)
+	held, dups := m.Value("held_unacked"), float64(m.Duplicates)
 	if m.Oversold == 0 && dups > 0 {
 		out = append(out, fmt.Sprintf("The crash cost MQ duplicates, not correctness: the workers died holding %.0f purchases applied but not acked; %.0f messages were redelivered and the store absorbed %.0f duplicates by purchase id — each purchase applied once (%.0f applied for %d accepted), oversold 0.",
-			held, fig(m, "redelivered"), dups, fig(m, "applied"), m.Accepted))
+			held, m.Value("redelivered"), dups, m.Value("applied"), m.Accepted))
 	} else {
 		out = append(out, fmt.Sprintf("Duplicates after the crash: %.0f held, %.0f absorbed, oversold %d.", held, dups, m.Oversold))
 	}
@@ -237,12 +217,4 @@ func decouplingVerdicts(res *ScenarioResult) []string {
 		out = append(out, fmt.Sprintf("CORRECTNESS FAILURE: oversold RPC %d, MQ %d.", r.Oversold, m.Oversold))
 	}
 	return out
-}
-
-// saleCharts are the charts of a scenario run by runSale: the default
-// ones, with failed calls among the rates.
-func saleCharts(scenario string) []Chart {
-	charts := DefaultCharts(scenario)
-	charts[0].Columns = append(charts[0].Columns, ColFailed)
-	return charts
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard-dev/switchyard/examples/flashsale"
 	"github.com/switchyard-dev/switchyard/internal/demo"
 	"github.com/switchyard-dev/switchyard/internal/natstest"
 	"github.com/switchyard-dev/switchyard/internal/zktest"
@@ -292,15 +293,26 @@ func TestDemoDispatchDropsOverLimit(t *testing.T) {
 	}
 }
 
-// TestDemoDispatchStopsWithContext checks that no send is made after ctx
-// ends.
+// TestDemoDispatchStopsWithContext checks that no send due after ctx ends
+// is made, and that Dispatch returns then rather than at the schedule's
+// end.
 func TestDemoDispatchStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	var n atomic.Int64
-	st := demo.Dispatch(ctx, time.Now(), demo.Profile{{"a", 10 * time.Second, 10}}.Sends(), 10, func(context.Context, int, time.Time) { n.Add(1) })
-	if st.Sent != int(n.Load()) || st.Sent > 2 {
-		t.Errorf("sent %d (%d calls) in 50ms of a 10/s schedule", st.Sent, n.Load())
+	deadline, _ := ctx.Deadline()
+	var n, late atomic.Int64
+	start := time.Now()
+	demo.Dispatch(ctx, start, demo.Profile{{"a", 10 * time.Second, 10}}.Sends(), 10, func(_ context.Context, _ int, scheduled time.Time) {
+		n.Add(1)
+		if !scheduled.Before(deadline) {
+			late.Add(1)
+		}
+	})
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Dispatch returned %v after ctx ended at 50ms", took)
+	}
+	if n.Load() > 1 || late.Load() != 0 {
+		t.Errorf("%d sends made, %d of them due after ctx ended; want at most the one due at once", n.Load(), late.Load())
 	}
 }
 
@@ -367,28 +379,21 @@ func TestDemoRecorder(t *testing.T) {
 func TestDemoSelect(t *testing.T) {
 	all := []string{"peak-shaving", "broadcast", "decoupling", "mq-costs"}
 	tests := []struct {
-		name     string
-		args     []string
-		want     []string
-		notBuilt bool // some are listed as not built
-		err      error
+		name string
+		args []string
+		want []string
+		err  error
 	}{
-		{"no argument is all", nil, all, true, nil},
-		{"all", []string{"all"}, all, true, nil},
-		{"one", []string{"peak-shaving"}, []string{"peak-shaving"}, false, nil},
-		{"twice is once", []string{"peak-shaving", "peak-shaving"}, []string{"peak-shaving"}, false, nil},
-		{"catalog order", []string{"mq-costs", "broadcast"}, []string{"broadcast", "mq-costs"}, false, nil},
-		{"unknown", []string{"peak"}, nil, false, demo.ErrUnknownScenario},
-		{"not built", []string{"unbuilt"}, nil, false, demo.ErrNotBuilt},
+		{"no argument is all", nil, all, nil},
+		{"all", []string{"all"}, all, nil},
+		{"one", []string{"peak-shaving"}, []string{"peak-shaving"}, nil},
+		{"twice is once", []string{"peak-shaving", "peak-shaving"}, []string{"peak-shaving"}, nil},
+		{"catalog order", []string{"mq-costs", "broadcast"}, []string{"broadcast", "mq-costs"}, nil},
+		{"unknown", []string{"peak"}, nil, demo.ErrUnknownScenario},
 	}
-	// Every scenario of issue #7 is built: an entry with no New stands
-	// in for the next one.
-	saved := demo.Catalog
-	demo.Catalog = append(slices.Clone(saved), demo.Entry{Name: "unbuilt", Summary: "not built yet"})
-	t.Cleanup(func() { demo.Catalog = saved })
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, notBuilt, err := demo.Select(tt.args)
+			got, err := demo.Select(tt.args)
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("err %v, want %v", err, tt.err)
 			}
@@ -396,11 +401,103 @@ func TestDemoSelect(t *testing.T) {
 			for _, e := range got {
 				names = append(names, e.Name)
 			}
-			if !slices.Equal(names, tt.want) || (len(notBuilt) > 0) != tt.notBuilt {
-				t.Errorf("selected %v (not built %v), want %v", names, notBuilt, tt.want)
+			if !slices.Equal(names, tt.want) {
+				t.Errorf("selected %v, want %v", names, tt.want)
 			}
 		})
 	}
+}
+
+// TestDemoCatalogNew checks that every entry makes its scenario under
+// valid options, and refuses invalid ones with the options' own error.
+func TestDemoCatalogNew(t *testing.T) {
+	bad := demo.Options{Capacity: 0, Scale: 1}
+	for _, e := range demo.Catalog {
+		t.Run(e.Name, func(t *testing.T) {
+			s, err := e.New(demo.DefaultOptions())
+			if err != nil || s.Name() != e.Name {
+				t.Fatalf("New(defaults) = %v, %v; want scenario %s", s, err, e.Name)
+			}
+			_, err = e.New(bad)
+			if want := bad.Validate(); err == nil || err.Error() != want.Error() {
+				t.Errorf("New(%+v) err %v, want %v", bad, err, want)
+			}
+		})
+	}
+}
+
+// TestDemoPathRunFigures checks two of the figures PathRun.Result
+// derives: oversold, from a store whose buyers read before each other's
+// writes, as a broken lock would let them; and latency, over completed
+// requests alone.
+func TestDemoPathRunFigures(t *testing.T) {
+	now := time.Now()
+	result := func(t *testing.T, store *flashsale.Store, tr *demo.Tracker, rec *demo.Recorder) *demo.PathResult {
+		t.Helper()
+		return demo.PathRun{Name: "p", Tracker: tr, Recorder: rec, Store: store, Capacity: 1, ScheduleEnd: now}.Result()
+	}
+	t.Run("oversold", func(t *testing.T) {
+		for _, tt := range []struct {
+			name        string
+			interleaved bool
+		}{{"one buyer after the other", false}, {"both read before either writes", true}} {
+			t.Run(tt.name, func(t *testing.T) {
+				store, err := flashsale.NewStore(map[string]int64{"a": 1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				buy := func(id string, token uint64, snap flashsale.Snapshot) {
+					t.Helper()
+					if _, err := store.Write("a", id, token, snap); err != nil {
+						t.Fatal(err)
+					}
+				}
+				read := func() flashsale.Snapshot {
+					t.Helper()
+					snap, err := store.Read("a")
+					if err != nil {
+						t.Fatal(err)
+					}
+					return snap
+				}
+				if tt.interleaved {
+					s1, s2 := read(), read()
+					buy("p1", 1, s1)
+					buy("p2", 2, s2)
+				} else {
+					buy("p1", 1, read())
+					buy("p2", 2, read())
+				}
+				rec := demo.NewRecorder(now, 250*time.Millisecond)
+				p := result(t, store, demo.NewTracker(rec), rec)
+				if got := p.Oversold > 0; got != tt.interleaved {
+					t.Errorf("oversold %d, want it above 0: %v", p.Oversold, tt.interleaved)
+				}
+			})
+		}
+	})
+	t.Run("latency counts completed requests only", func(t *testing.T) {
+		store, err := flashsale.NewStore(map[string]int64{"a": 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := demo.NewRecorder(now, 250*time.Millisecond)
+		tr := demo.NewTracker(rec)
+		tr.Offer("done", now, 0)
+		tr.Accept("done", now.Add(5*time.Millisecond))
+		tr.Settle("done", now.Add(10*time.Millisecond))
+		tr.Offer("refused", now, 0) // applied, but its caller heard an error
+		tr.Refuse("refused", now.Add(time.Second), demo.ColTimedOut)
+		tr.Settle("refused", now.Add(2*time.Second))
+		tr.Offer("pending", now, 0) // accepted, never settled
+		tr.Accept("pending", now.Add(time.Millisecond))
+		if l := tr.Latencies(); l.N != 1 || l.Max != 10*time.Millisecond {
+			t.Errorf("latencies %+v, want the one completed request's 10ms", l)
+		}
+		if p := result(t, store, tr, rec); p.P50ms != 10 || p.P99ms != 10 || p.MaxMs != 10 {
+			t.Errorf("p50 %vms, p99 %vms, max %vms; want 10ms each", p.P50ms, p.P99ms, p.MaxMs)
+		}
+	})
 }
 
 func TestDemoOptions(t *testing.T) {

@@ -11,14 +11,14 @@
 //     lock-service replicas (gRPC and NATS front doors), lock clients over
 //     both transports, and the producers' NATS connection.
 //   - Scenario is one demo (Name, Run). Catalog lists them in report
-//     order; an entry whose New is nil is "not built yet".
+//     order, each with the New that makes it from Options.
 //   - Profile and Dispatch are the open-loop load: requests are sent on a
 //     schedule fixed in advance, each in a goroutine of its own, so a slow
 //     path never delays a send, and latency counts from the scheduled
 //     send time — no coordinated omission.
 //   - Recorder keeps the time series of a path (counts per bucket,
-//     sampled gauges, latencies); Tracker follows each request of a path
-//     from offered to settled.
+//     sampled gauges); Tracker follows each request of a path from offered
+//     to settled, and gives the latencies.
 //   - ScenarioResult and PathResult are the report: a side-by-side table
 //     per scenario, verdict lines, JSON (WriteJSON), and, under an output
 //     directory, the raw series as CSV and gonum/plot charts (WriteOut).
@@ -36,8 +36,13 @@
 //	rejected              requests refused at the door: RESOURCE_EXHAUSTED from
 //	                      the RPC stack's limiter; a publish JetStream refused
 //	lost                  accepted requests the store has no record of at the end
-//	oversold              broken store invariants plus units the ledger audit
-//	                      finds oversold or lost as updates (must be 0)
+//	oversold              lost updates and oversells at the store (must be 0).
+//	                      A purchase reads the stock, then writes back what
+//	                      it read less one; only the item's lock keeps
+//	                      another buyer's write from landing in between.
+//	                      Counted: the writes after which the ledger and the
+//	                      stock disagreed, plus the units by which the
+//	                      ledger audit finds them apart at the end
 //	duplicates            deliveries of an already-applied purchase id the
 //	                      store absorbed
 //	capacity_per_s        the downstream's capacity C
@@ -66,7 +71,8 @@
 //	              stale_never_fresh (a reader checking the stock right
 //	              after a purchase was accepted); retries,
 //	              retries_dup_at_door, retries_failed (purchases sent
-//	              twice); moving_parts
+//	              twice). Its config lists the moving parts each path
+//	              needs (moving_parts), by hand, not measured
 //
 // Broadcast counts deliveries (an event × a subscriber) rather than
 // purchases, on three paths (rpc, mq for core NATS, jetstream): offered

@@ -49,7 +49,7 @@ func (r PathRun) Result() *PathResult {
 	st := r.Store.Stats()
 	p.Oversold = st.Oversold + r.Store.Audit()
 	p.Duplicates = st.Duplicates
-	p.SetLatency(r.Recorder.Latencies())
+	p.SetLatency(r.Tracker.Latencies())
 	if !c.LastSettled.IsZero() {
 		p.DrainS = max(c.LastSettled.Sub(r.ScheduleEnd).Seconds(), 0)
 	}

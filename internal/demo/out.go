@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"cmp"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -56,11 +57,12 @@ type Chart struct {
 }
 
 // DefaultCharts returns the charts of a scenario that sets none: its
-// rates over time per path, and its queue depth over time.
+// rates over time per path (a column that stays 0, such as failed calls
+// in most runs, is left out), and its queue depth over time.
 func DefaultCharts(scenario string) []Chart {
 	return []Chart{
 		{File: scenario + "-rate.png", Title: scenario + ": rates over time", Kind: ChartRates,
-			Columns: []string{ColOffered, ColAccepted, ColRejected, ColTimedOut, ColDownstream, ColCompleted}, YLabel: "requests/s"},
+			Columns: []string{ColOffered, ColAccepted, ColRejected, ColTimedOut, ColDownstream, ColCompleted, ColFailed}, YLabel: "requests/s"},
 		{File: scenario + "-depth.png", Title: scenario + ": queue depth over time", Kind: ChartGauge,
 			Columns: []string{ColQueueDepth}, YLabel: "requests waiting or in progress"},
 	}
@@ -275,7 +277,7 @@ func (s *ScenarioResult) drawFigures(file string, c Chart) error {
 			points.Shape = plotutil.Shape(j)
 			line.Width = vg.Points(1.5)
 			pl.Add(line, points)
-			pl.Legend.Add(cmpOr(p.Title, p.Name), line, points)
+			pl.Legend.Add(cmp.Or(p.Title, p.Name), line, points)
 		}
 		pl.X.Min, pl.X.Max = 0, slices.Max(c.X)*1.05
 		pl.Y.Min, pl.Y.Max = 0, max(top*1.25, 1)
@@ -288,7 +290,7 @@ func (s *ScenarioResult) drawFigures(file string, c Chart) error {
 // capacity.
 func ratePanel(p *PathResult, c Chart) (*plot.Plot, error) {
 	pl := plot.New()
-	pl.Title.Text = "path: " + cmpOr(p.Title, p.Name)
+	pl.Title.Text = "path: " + cmp.Or(p.Title, p.Name)
 	pl.X.Label.Text = "time since the schedule began (s)"
 	pl.Y.Label.Text = c.YLabel
 	pl.Legend.Top = true
@@ -368,7 +370,7 @@ func gaugePanel(paths []*PathResult, c Chart) (*plot.Plot, error) {
 		line.Color = plotutil.Color(i)
 		line.Width = vg.Points(1.5)
 		pl.Add(line)
-		pl.Legend.Add(cmpOr(p.Title, p.Name), line)
+		pl.Legend.Add(cmp.Or(p.Title, p.Name), line)
 	}
 	pl.Y.Min, pl.Y.Max = 0, max(top*1.2, 1)
 	return pl, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -132,12 +131,7 @@ func (p *PeakShaving) Run(ctx context.Context, env *Env, progress Progress) (*Sc
 	if len(sends) == 0 {
 		return nil, fmt.Errorf("demo: peak shaving: the schedule sends nothing")
 	}
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0))
-	items := ItemNames(cfg.Items)
-	pick := make([]string, len(sends))
-	for i := range pick {
-		pick[i] = items[rng.IntN(len(items))]
-	}
+	pick := pickItems(cfg.Seed, len(sends), ItemNames(cfg.Items))
 	stock := cfg.Stock
 	if stock == 0 {
 		stock = int64(math.Ceil(0.8 * float64(len(sends)) / float64(cfg.Items)))
@@ -150,16 +144,6 @@ func (p *PeakShaving) Run(ctx context.Context, env *Env, progress Progress) (*Sc
 		cfg.DrainTimeout = 3*drainEstimate + 30*time.Second
 	}
 	profile := cfg.Profile()
-	// For progress: the RPC path takes the schedule and its deadline, the
-	// MQ path the schedule and its drain.
-	total := 2*profile.Duration() + cfg.Deadline + drainEstimate
-	began := time.Now()
-	var prog progressState
-	if progress != nil {
-		stop := prog.run(progress, began, total)
-		defer stop()
-	}
-
 	res := &ScenarioResult{
 		Name:  p.Name(),
 		Title: "a burst of " + fmtRate(cfg.BurstFactor*cfg.Capacity) + " against a capacity of " + fmtRate(cfg.Capacity) + " — refuse it (RPC) or queue it (MQ)",
@@ -174,29 +158,31 @@ func (p *PeakShaving) Run(ctx context.Context, env *Env, progress Progress) (*Sc
 			"expected_backlog_peak": math.Round(peak),
 		},
 	}
-	for _, path := range []string{PathRPC, PathMQ} {
-		prog.set(path, nil)
-		run, err := runSale(ctx, env, saleSpec{
-			scenario: p.Name(), path: path, profile: profile, pick: pick, shop: shopCfg,
-			deadline: cfg.Deadline, workers: cfg.Workers,
-			limits: RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent},
-			bucket: cfg.Bucket, drainTimeout: cfg.DrainTimeout,
-		}, &prog)
-		if err != nil {
-			return nil, err
-		}
-		pr := run.result
-		off, refused := run.tracker.Phase(burstPhase)
-		pr.Set("burst_offered", "burst offered", UnitCount, float64(off))
-		pr.Set("burst_refused", "burst refused", UnitCount, float64(refused))
-		pr.Set("burst_refused_pct", "burst refused share", UnitPercent, pct(refused, off))
-		res.Paths = append(res.Paths, pr)
+	// For progress: the RPC path takes the schedule and its deadline, the
+	// MQ path the schedule and its drain.
+	total := 2*profile.Duration() + cfg.Deadline + drainEstimate
+	paths, err := runSalePaths(ctx, env, progress, total, saleSpec{
+		scenario: p.Name(), profile: profile, pick: pick, shop: shopCfg,
+		deadline: cfg.Deadline, workers: cfg.Workers,
+		limits: RPCLimits{Rate: cfg.Capacity, Burst: cfg.RPCBurst, MaxConcurrent: cfg.RPCMaxConcurrent},
+		bucket: cfg.Bucket, drainTimeout: cfg.DrainTimeout,
+	}, peakFigures)
+	if err != nil {
+		return nil, err
 	}
+	res.Paths = paths
 	res.Verdicts = peakVerdicts(res, cfg)
-	if progress != nil {
-		progress.Update("done", 1)
-	}
 	return res, nil
+}
+
+// peakFigures adds the burst's figures to a path's.
+func peakFigures(run *saleRun) *PathResult {
+	pr := run.result
+	off, refused := run.tracker.Phase(burstPhase)
+	pr.Set("burst_offered", "burst offered", UnitCount, float64(off))
+	pr.Set("burst_refused", "burst refused", UnitCount, float64(refused))
+	pr.Set("burst_refused_pct", "burst refused share", UnitPercent, pct(refused, off))
+	return pr
 }
 
 // pathStage describes where a path's run is, for the progress line.
@@ -222,13 +208,12 @@ func pathStage(profile Profile, start time.Time, tr *Tracker) string {
 // peakVerdicts says, from the figures, what the scenario showed.
 func peakVerdicts(res *ScenarioResult, cfg PeakShavingConfig) []string {
 	r, m := res.Path(PathRPC), res.Path(PathMQ)
-	fig := func(p *PathResult, key string) float64 { v, _ := p.Figure(key); return v }
 	var out []string
 
-	rOff, rRef := fig(r, "burst_offered"), fig(r, "burst_refused")
+	rOff, rRef := r.Value("burst_offered"), r.Value("burst_refused")
 	if rRef > 0 {
 		out = append(out, fmt.Sprintf("RPC cannot shave peaks: it refused %.0f %% of the burst (%.0f of %.0f purchases; over the whole run %d rejected by the limiter, %.0f timed out, %.0f failed); it lost %d of the %d it accepted.",
-			pct(int64(rRef), int64(rOff)), rRef, rOff, r.Rejected, fig(r, "timed_out"), fig(r, "failed"), r.Lost, r.Accepted))
+			pct(int64(rRef), int64(rOff)), rRef, rOff, r.Rejected, r.Value("timed_out"), r.Value("failed"), r.Lost, r.Accepted))
 	} else {
 		out = append(out, fmt.Sprintf("RPC took this whole burst (%.0f purchases): it stayed within what the limiter admits; it lost %d.", rOff, r.Lost))
 	}
@@ -236,15 +221,15 @@ func peakVerdicts(res *ScenarioResult, cfg PeakShavingConfig) []string {
 	limit := cfg.Capacity * 1.1
 	if m.Lost == 0 && m.Oversold == 0 && m.MaxDownstreamPerS <= limit && m.Completed == m.Accepted {
 		out = append(out, fmt.Sprintf("MQ shaves the peak: it accepted %d of %d purchases (%.0f %% of the burst), lost 0, oversold 0, and the downstream stayed at C (max %s in any 1 s window, C = %s; the token bucket's one-request burst and the window's edges allow a few over).",
-			m.Accepted, m.Offered, 100-fig(m, "burst_refused_pct"), fmtRate(m.MaxDownstreamPerS), fmtRate(cfg.Capacity)))
+			m.Accepted, m.Offered, 100-m.Value("burst_refused_pct"), fmtRate(m.MaxDownstreamPerS), fmtRate(cfg.Capacity)))
 	} else {
 		out = append(out, fmt.Sprintf("MQ did not shave this peak cleanly: %d lost, %d oversold, %d of %d accepted settled, downstream max %s against C = %s.",
 			m.Lost, m.Oversold, m.Completed, m.Accepted, fmtRate(m.MaxDownstreamPerS), fmtRate(cfg.Capacity)))
 	}
 	out = append(out, fmt.Sprintf("What MQ costs: latency has no bound — p99 %s (max %s) against RPC's %s, and %.1f s after the last send to drain a queue that peaked at %.0f.",
-		FormatMillis(m.P99ms), FormatMillis(m.MaxMs), FormatMillis(r.P99ms), m.DrainS, fig(m, "queue_depth_max")))
+		FormatMillis(m.P99ms), FormatMillis(m.MaxMs), FormatMillis(r.P99ms), m.DrainS, m.Value("queue_depth_max")))
 	out = append(out, fmt.Sprintf("What refusing costs: RPC sold %.0f units and sent %d buyers away; MQ sold %.0f and answered %.0f \"sold out\".",
-		fig(r, "sold"), r.Rejected+int64(fig(r, "timed_out")+fig(r, "failed")), fig(m, "sold"), fig(m, "sold_out")))
+		r.Value("sold"), r.Rejected+int64(r.Value("timed_out")+r.Value("failed")), m.Value("sold"), m.Value("sold_out")))
 	if r.Oversold+m.Oversold > 0 {
 		out = append(out, fmt.Sprintf("CORRECTNESS FAILURE: oversold RPC %d, MQ %d.", r.Oversold, m.Oversold))
 	}

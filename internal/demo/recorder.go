@@ -70,9 +70,8 @@ func (s *Series) Column(name string) []float64 {
 	return nil
 }
 
-// Recorder records one path's events in time buckets from a start time,
-// and the latencies of its completed requests. It is safe for concurrent
-// use.
+// Recorder records one path's events in time buckets from a start time.
+// It is safe for concurrent use.
 type Recorder struct {
 	start time.Time
 	width time.Duration
@@ -80,20 +79,12 @@ type Recorder struct {
 	mu      sync.Mutex
 	columns []Column
 	values  map[string][]float64
-	lat     []time.Duration
 }
 
 // NewRecorder returns a recorder whose bucket 0 starts at start (events
 // before start fall in it).
 func NewRecorder(start time.Time, width time.Duration) *Recorder {
 	return &Recorder{start: start, width: width, values: map[string][]float64{}}
-}
-
-// Start returns the start of bucket 0.
-func (r *Recorder) Start() time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.start
 }
 
 // Restart drops everything recorded and starts bucket 0 at start: for a
@@ -105,11 +96,7 @@ func (r *Recorder) Restart(start time.Time) {
 	r.start = start
 	r.columns = nil
 	r.values = map[string][]float64{}
-	r.lat = nil
 }
-
-// Width returns the bucket width.
-func (r *Recorder) Width() time.Duration { return r.width }
 
 // bucket returns the values of col up to at's bucket. r.mu must be held.
 func (r *Recorder) bucket(col string, kind Kind, at time.Time) ([]float64, int) {
@@ -146,13 +133,6 @@ func (r *Recorder) Gauge(col string, at time.Time, x float64) {
 	if math.IsNaN(v[b]) || x > v[b] {
 		v[b] = x
 	}
-}
-
-// Latency records the latency of one completed request.
-func (r *Recorder) Latency(d time.Duration) {
-	r.mu.Lock()
-	r.lat = append(r.lat, d)
-	r.mu.Unlock()
 }
 
 // Sample records fn's value as gauge col every interval (and once at
@@ -232,14 +212,6 @@ func MaxRate(counts []float64, width, window time.Duration) float64 {
 		best = max(best, sum)
 	}
 	return best / (time.Duration(k) * width).Seconds()
-}
-
-// Latencies summarises the recorded latencies.
-func (r *Recorder) Latencies() LatencySummary {
-	r.mu.Lock()
-	lat := slices.Clone(r.lat)
-	r.mu.Unlock()
-	return Summarise(lat)
 }
 
 // LatencySummary is a set of latencies in a few figures.

@@ -139,6 +139,13 @@ func (p *PathResult) Figure(key string) (float64, bool) {
 	return 0, false
 }
 
+// Value returns the figure key's value, required or extra; 0 when the
+// path has no such figure.
+func (p *PathResult) Value(key string) float64 {
+	v, _ := p.Figure(key)
+	return v
+}
+
 // MarshalJSON writes the path as one flat object: every required key and
 // every extra figure (keys sorted). Integral values print as integers;
 // values that are not finite as null.
@@ -214,19 +221,14 @@ func (s *ScenarioResult) MarshalJSON() ([]byte, error) {
 type Report struct {
 	// Scenarios are the scenarios run, in order.
 	Scenarios []*ScenarioResult `json:"scenarios"`
-	// NotBuilt names the catalog's scenarios `all` could not run.
-	NotBuilt []string `json:"not_built"`
 }
 
 // WriteJSON writes the report as one indented JSON object:
-// {"scenarios": [...], "not_built": [...]}.
+// {"scenarios": [...]}.
 func (r *Report) WriteJSON(w io.Writer) error {
 	out := *r
 	if out.Scenarios == nil {
 		out.Scenarios = []*ScenarioResult{}
-	}
-	if out.NotBuilt == nil {
-		out.NotBuilt = []string{}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

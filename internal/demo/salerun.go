@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +18,7 @@ import (
 // saleSpec is one path's run of the flash sale on a schedule: the
 // machinery the peak-shaving, decoupling and mq-costs scenarios share.
 type saleSpec struct {
+	// scenario and path name the run (runSalePaths sets path).
 	scenario, path string
 	profile        Profile
 	// pick is each send's item; probe marks the sends that are
@@ -58,9 +61,9 @@ type saleRun struct {
 	result  *PathResult
 	tracker *Tracker
 	store   *flashsale.Store
-	// start is when the schedule began; down and up when the consumer side
-	// was down (the crash had returned) and back (zero: no outage).
-	start, down, up time.Time
+	// down and up are when the consumer side was down (the crash had
+	// returned) and back (zero: no outage).
+	down, up time.Time
 	// held counts the messages the crashed workers left applied but
 	// unacked (MQ); redelivered the deliveries after a message's first.
 	held        int
@@ -75,12 +78,14 @@ type saleRun struct {
 
 // probeStats are the eventual-consistency probes' findings: a reader that
 // reads the purchased item's stock right after the purchase was accepted.
+// It is safe for concurrent use.
 type probeStats struct {
 	mu sync.Mutex
-	// reads counts the probes made; stale those whose first read saw the
-	// old stock; timedOut those that never saw the new one.
-	reads, stale, timedOut int64
-	// staleFor is how long each stale probe saw the old value.
+	// reads counts the probes made; timedOut those that never saw the new
+	// stock.
+	reads, timedOut int64
+	// staleFor is how long each probe whose first read saw the old stock
+	// kept seeing it.
 	staleFor []time.Duration
 }
 
@@ -89,12 +94,67 @@ func (p *probeStats) add(stale bool, staleFor time.Duration, timedOut bool) {
 	defer p.mu.Unlock()
 	p.reads++
 	if stale {
-		p.stale++
 		p.staleFor = append(p.staleFor, staleFor)
 	}
 	if timedOut {
 		p.timedOut++
 	}
+}
+
+// probeSummary is what the probes found, at one moment.
+type probeSummary struct {
+	// reads counts the probes; stale those whose first read saw the old
+	// stock; timedOut those that never saw the new one.
+	reads, stale, timedOut int64
+	// staleFor summarises how long the stale probes saw the old stock.
+	staleFor LatencySummary
+}
+
+// snapshot returns the probes' findings so far.
+func (p *probeStats) snapshot() probeSummary {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return probeSummary{reads: p.reads, stale: int64(len(p.staleFor)), timedOut: p.timedOut,
+		staleFor: Summarise(slices.Clone(p.staleFor))}
+}
+
+// pickItems returns n items drawn from items with a generator seeded by
+// seed: each path of a scenario gets the same draw.
+func pickItems(seed uint64, n int, items []string) []string {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	pick := make([]string, n)
+	for i := range pick {
+		pick[i] = items[rng.IntN(len(items))]
+	}
+	return pick
+}
+
+// runSalePaths runs spec on the RPC path and then on the MQ path (each a
+// fresh store, with runSale) and returns figures of each run, in that
+// order. It reports to progress (nil: nowhere) against total, the time it
+// expects to take, and "done" at the end.
+func runSalePaths(ctx context.Context, env *Env, progress Progress, total time.Duration, spec saleSpec, figures func(*saleRun) *PathResult) ([]*PathResult, error) {
+	var prog progressState
+	stop := func() {}
+	if progress != nil {
+		stop = prog.run(progress, time.Now(), total)
+	}
+	defer stop()
+	var paths []*PathResult
+	for _, path := range []string{PathRPC, PathMQ} {
+		prog.set(path, nil)
+		spec.path = path
+		run, err := runSale(ctx, env, spec, &prog)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, figures(run))
+	}
+	if progress != nil {
+		stop()
+		progress.Update("done", 1)
+	}
+	return paths, nil
 }
 
 // runSale runs one path of spec: a fresh store and shop, the path, the
@@ -192,7 +252,6 @@ func runSale(ctx context.Context, env *Env, spec saleSpec, prog *progressState) 
 	sends := spec.profile.Sends()
 	start := time.Now().Add(100 * time.Millisecond)
 	rec.Restart(start)
-	out.start = start
 	run.ScheduleEnd = start.Add(spec.profile.Duration())
 	stopSampling := rec.Sample(ColQueueDepth, spec.bucket, depth)
 	closers = append(closers, func() error { stopSampling(); return nil })

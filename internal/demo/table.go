@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -21,9 +22,6 @@ func (r *Report) WriteText(w io.Writer) error {
 			return err
 		}
 	}
-	if len(r.NotBuilt) > 0 {
-		fmt.Fprintf(w, "\nnot built yet: %s\n", strings.Join(r.NotBuilt, ", "))
-	}
 	return nil
 }
 
@@ -36,7 +34,7 @@ func (s *ScenarioResult) WriteText(w io.Writer) error {
 	fmt.Fprintln(w)
 	header := []string{"FIGURE"}
 	for _, p := range s.Paths {
-		header = append(header, strings.ToUpper(cmpOr(p.Title, p.Name)))
+		header = append(header, strings.ToUpper(cmp.Or(p.Title, p.Name)))
 	}
 	rows, labels := s.rows()
 	// Labels left-aligned, values right-aligned, columns 3 apart.
@@ -147,11 +145,4 @@ func FormatMillis(ms float64) string {
 		return strconv.FormatFloat(ms, 'f', 0, 64) + " ms"
 	}
 	return strconv.FormatFloat(ms, 'f', 1, 64) + " ms"
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -98,8 +98,8 @@ func (t *Tracker) Refuse(id string, at time.Time, col string) {
 }
 
 // Settle records that request id was settled at the store at at: the
-// first time, it counts as completed and its latency, from its scheduled
-// time, is recorded; later settlements (redeliveries) are ignored.
+// first time counts (as completed, once the request is accepted too);
+// later settlements (redeliveries) are ignored.
 func (t *Tracker) Settle(id string, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -116,7 +116,6 @@ func (t *Tracker) Settle(id string, at time.Time) {
 		t.lastSettled = at
 	}
 	t.rec.Count(ColCompleted, at)
-	t.rec.Latency(at.Sub(r.scheduled))
 }
 
 // Counts returns the counts so far.
@@ -178,13 +177,22 @@ func (t *Tracker) SettledBefore(scheduled time.Time) (last time.Time, pending in
 	return last, pending
 }
 
-// PhaseLatencies summarises the latency of phase's accepted requests that
-// were settled: from the scheduled send to the settlement.
+// Latencies summarises the latency of the completed requests (accepted
+// and settled), from the scheduled send to the settlement.
+func (t *Tracker) Latencies() LatencySummary {
+	return t.latencies(func(*request) bool { return true })
+}
+
+// PhaseLatencies is Latencies over phase's requests alone.
 func (t *Tracker) PhaseLatencies(phase int) LatencySummary {
+	return t.latencies(func(r *request) bool { return r.phase == phase })
+}
+
+func (t *Tracker) latencies(keep func(*request) bool) LatencySummary {
 	t.mu.Lock()
 	var lat []time.Duration
 	for _, r := range t.reqs {
-		if r.phase == phase && r.accepted && r.settled {
+		if r.accepted && r.settled && keep(r) {
 			lat = append(lat, r.settledAt.Sub(r.scheduled))
 		}
 	}
