@@ -113,10 +113,14 @@ func (c BroadcastConfig) subscribers() int {
 	return c.Counts[len(c.Counts)/2]
 }
 
-// events returns how many events the producer sends in d.
-func (c BroadcastConfig) events(d time.Duration) int {
-	return int(math.Round(c.Rate * d.Seconds()))
+// schedule returns the producer's sends over d: Rate × d of them, evenly
+// spaced.
+func (c BroadcastConfig) schedule(d time.Duration) []Send {
+	return Profile{{Rate: c.Rate, Duration: d}}.Sends()
 }
+
+// events returns how many events the producer sends in d.
+func (c BroadcastConfig) events(d time.Duration) int { return len(c.schedule(d)) }
 
 // settleTimeout returns SettleTimeout or its default.
 func (c BroadcastConfig) settleTimeout() time.Duration {
@@ -371,7 +375,7 @@ func (r *bcRun) run(ctx context.Context) (_ *PathResult, err error) {
 	case PathRPC:
 		r.tr, err = newRPCBroadcast(r.env, r.scenario, r.cfg.Deadline)
 	case PathMQ:
-		r.tr, err = newNATSBroadcast(r.env, r.scenario, r.cfg.Deadline)
+		r.tr = newNATSBroadcast(r.env, r.scenario, r.cfg.Deadline)
 	case PathJetStream:
 		r.tr, err = newJetStreamBroadcast(setup, r.env, r.scenario, r.cfg)
 	default:
@@ -411,38 +415,43 @@ func (r *bcRun) fanOut(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	if err := r.dispatch(ctx, st, fmt.Sprintf("fan-out to %d", n), 0, len(st.ids)); err != nil {
+	if err := r.dispatch(ctx, st, fmt.Sprintf("fan-out to %d", n), 0, r.cfg.Step); err != nil {
 		return err
 	}
 	return r.settle(ctx, st)
 }
 
 // slow runs the slow step: subscriber 0 takes SlowDelay per event (with
-// its pending limit lowered on core NATS).
+// its pending limit lowered where the path has one, core NATS).
 func (r *bcRun) slow(ctx context.Context) error {
 	st, err := r.begin(ctx, "slow", r.cfg.Subscribers, r.cfg.events(r.cfg.Step))
 	if err != nil {
 		return err
 	}
 	st.slow = r.subs[0]
-	if r.cfg.SlowPendingLimit > 0 {
-		if err := r.tr.setPendingLimit(st.slow, r.cfg.SlowPendingLimit); err != nil {
-			return err
+	dr, drops := r.tr.(bcDropper)
+	if drops {
+		if r.cfg.SlowPendingLimit > 0 {
+			if err := dr.setPendingLimit(st.slow, r.cfg.SlowPendingLimit); err != nil {
+				return err
+			}
 		}
+		st.droppedBefore = dr.dropped(st.slow)
 	}
-	st.droppedBefore = r.tr.dropped(st.slow)
 	st.slow.delay.Store(int64(r.cfg.SlowDelay))
-	err = r.dispatch(ctx, st, fmt.Sprintf("one of %d slow", r.cfg.Subscribers), 0, len(st.ids))
+	err = r.dispatch(ctx, st, fmt.Sprintf("one of %d slow", r.cfg.Subscribers), 0, r.cfg.Step)
 	if err == nil {
 		err = r.settle(ctx, st)
 	}
 	st.slow.delay.Store(0)
-	st.dropped = r.tr.dropped(st.slow) - st.droppedBefore
+	if drops {
+		st.dropped = dr.dropped(st.slow) - st.droppedBefore
+	}
 	if err != nil {
 		return err
 	}
-	if r.cfg.SlowPendingLimit > 0 {
-		return r.tr.setPendingLimit(st.slow, 0)
+	if drops && r.cfg.SlowPendingLimit > 0 {
+		return dr.setPendingLimit(st.slow, 0)
 	}
 	return nil
 }
@@ -459,7 +468,7 @@ func (r *bcRun) offline(ctx context.Context) error {
 	if err := r.tr.crash(ctx, st.offline); err != nil {
 		return err
 	}
-	if err := r.dispatch(ctx, st, fmt.Sprintf("one of %d offline", r.cfg.Subscribers), 0, k); err != nil {
+	if err := r.dispatch(ctx, st, fmt.Sprintf("one of %d offline", r.cfg.Subscribers), 0, r.cfg.Offline); err != nil {
 		return err
 	}
 	r.setStage(fmt.Sprintf("one of %d offline: bringing it back", r.cfg.Subscribers))
@@ -467,7 +476,7 @@ func (r *bcRun) offline(ctx context.Context) error {
 	if err := r.tr.rejoin(ctx, st.offline); err != nil {
 		return err
 	}
-	if err := r.dispatch(ctx, st, fmt.Sprintf("one of %d back", r.cfg.Subscribers), k, 2*k); err != nil {
+	if err := r.dispatch(ctx, st, fmt.Sprintf("one of %d back", r.cfg.Subscribers), k, r.cfg.Offline); err != nil {
 		return err
 	}
 	return r.settle(ctx, st)
@@ -562,14 +571,11 @@ func (r *bcRun) warmUp(ctx context.Context, step string) error {
 	return nil // a subscriber that is not there yet shows in the step's figures
 }
 
-// dispatch sends the step's events from to to at Rate, each in a
-// goroutine of its own (Dispatch), and returns once every send has
-// returned.
-func (r *bcRun) dispatch(ctx context.Context, st *bcStep, stage string, from, to int) error {
-	sends := make([]Send, to-from)
-	for i := range sends {
-		sends[i].At = time.Duration(float64(i) / r.cfg.Rate * float64(time.Second))
-	}
+// dispatch sends the step's events from from on, as many as the schedule
+// over d has (cfg.schedule), each in a goroutine of its own (Dispatch),
+// and returns once every send has returned.
+func (r *bcRun) dispatch(ctx context.Context, st *bcStep, stage string, from int, d time.Duration) error {
+	sends := r.cfg.schedule(d)
 	total := len(st.ids)
 	r.setStage(stage)
 	r.prog.set(r.path, func() string {
@@ -617,8 +623,8 @@ func (r *bcRun) settle(ctx context.Context, st *bcStep) error {
 			last, changed = got, now
 		}
 		var dropped int64
-		if st.slow != nil {
-			dropped = r.tr.dropped(st.slow) - st.droppedBefore
+		if d, ok := r.tr.(bcDropper); ok && st.slow != nil {
+			dropped = d.dropped(st.slow) - st.droppedBefore
 		}
 		switch {
 		case int64(got)+dropped >= st.accepted():
@@ -784,7 +790,7 @@ func (r *bcRun) slowFigures(p *PathResult, st *bcStep) {
 	p.Set("slow_fast_subs_p99_ms", "slow sub: the others' latency p99", UnitMillis, millis(Summarise(fast).P99))
 	p.Set("slow_sub_lag_max_ms", "slow sub: its own lag max", UnitMillis, millis(lagMax))
 	p.Set("slow_sub_missed", "slow sub: events it never got", UnitCount, float64(missed))
-	if r.path == PathMQ {
+	if _, ok := r.tr.(bcDropper); ok {
 		p.Set("slow_dropped", "slow sub: dropped past its pending limit", UnitCount, float64(st.dropped))
 	} else {
 		p.SetNA("slow_dropped", "slow sub: dropped past its pending limit", UnitCount)

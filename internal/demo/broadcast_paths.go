@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,17 +42,88 @@ type bcTransport interface {
 	await(ctx context.Context, n int) error
 	// send sends ev to every subscriber.
 	send(ctx context.Context, ev *flashsalev1.SaleEvent) bcSend
-	// setPendingLimit sets s's pending-message limit (0: the default)
-	// where the path has one (core NATS).
-	setPendingLimit(s *bcSub, limit int) error
-	// dropped returns the messages s's subscriptions dropped past their
-	// pending limits (core NATS).
-	dropped(s *bcSub) int64
 	// durable says whether every delivery the path took arrives in the
 	// end, whether or not its subscriber was there at the time.
 	durable() bool
 	// close stops every subscriber and what the path itself started.
 	close(ctx context.Context) error
+}
+
+// bcDropper is a bcTransport whose subscribers have a pending-message
+// limit past which their messages are dropped, and counted (core NATS).
+// The run finds it by type assertion.
+type bcDropper interface {
+	// setPendingLimit sets s's pending-message limit (0: the default).
+	setPendingLimit(s *bcSub, limit int) error
+	// dropped returns the messages s's subscriptions, those closed
+	// included, dropped past their pending limits.
+	dropped(s *bcSub) int64
+}
+
+// bcSubs is what a path keeps per subscriber, from join to leave or
+// close. It is safe for concurrent use; mu also guards what a path's
+// values hold that changes after join (a NATS subscriber's connection).
+type bcSubs[T any] struct {
+	mu sync.Mutex
+	m  map[*bcSub]T
+}
+
+// put keeps v for s.
+func (ss *bcSubs[T]) put(s *bcSub, v T) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.m == nil {
+		ss.m = map[*bcSub]T{}
+	}
+	ss.m[s] = v
+}
+
+// get returns what is kept for s, or an error if nothing is (s was never
+// started, or has left).
+func (ss *bcSubs[T]) get(s *bcSub) (T, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	v, ok := ss.m[s]
+	if !ok {
+		return v, fmt.Errorf("demo: broadcast: subscriber %d was never started", s.idx)
+	}
+	return v, nil
+}
+
+// take removes what is kept for s and returns it; ok is false if nothing
+// was.
+func (ss *bcSubs[T]) take(s *bcSub) (v T, ok bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	v, ok = ss.m[s]
+	delete(ss.m, s)
+	return v, ok
+}
+
+// takeAll removes everything kept and returns it.
+func (ss *bcSubs[T]) takeAll() []T {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	all := slices.Collect(maps.Values(ss.m))
+	clear(ss.m)
+	return all
+}
+
+// count returns how many of the values kept match, under mu (every one,
+// when match is nil).
+func (ss *bcSubs[T]) count(match func(T) bool) int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if match == nil {
+		return len(ss.m)
+	}
+	n := 0
+	for _, v := range ss.m {
+		if match(v) {
+			n++
+		}
+	}
+	return n
 }
 
 // rpcBackoff is the Notifier's reconnect backoff: short, so that a
@@ -73,20 +143,18 @@ type rpcBroadcast struct {
 	prefix   string // of this run's instance ids
 	deadline time.Duration
 	notifier *flashsale.Notifier
-
-	mu   sync.Mutex
-	subs map[*bcSub]*rpcSubscriber
+	subs     bcSubs[*rpcSubscriber]
 }
 
 var _ bcTransport = (*rpcBroadcast)(nil)
 
-// rpcSubscriber is one subscriber's server and registration.
+// rpcSubscriber is one subscriber's server and registration. Only the
+// call in progress for its subscriber (join, crash, rejoin, leave) uses
+// it.
 type rpcSubscriber struct {
 	id, addr string
 	reg      *registry.Registration
-	stop     context.CancelFunc // ends Serve (a graceful stop); nil when not serving
-	srv      *rpc.Server
-	served   chan error
+	srv      *runningServer // nil when not serving
 }
 
 func newRPCBroadcast(env *Env, scenario string, deadline time.Duration) (*rpcBroadcast, error) {
@@ -98,42 +166,40 @@ func newRPCBroadcast(env *Env, scenario string, deadline time.Duration) (*rpcBro
 	if err != nil {
 		return nil, fmt.Errorf("demo: broadcast: %w", err)
 	}
-	return &rpcBroadcast{env: env, prefix: prefix, deadline: deadline, notifier: n, subs: map[*bcSub]*rpcSubscriber{}}, nil
+	return &rpcBroadcast{env: env, prefix: prefix, deadline: deadline, notifier: n}, nil
 }
 
 func (b *rpcBroadcast) join(ctx context.Context, s *bcSub) error {
 	sub := &rpcSubscriber{id: fmt.Sprintf("%s%03d", b.prefix, s.idx)}
-	b.mu.Lock()
-	b.subs[s] = sub // from now on close stops what it started
-	b.mu.Unlock()
-	if err := b.serve(ctx, s, sub, "127.0.0.1:0"); err != nil {
+	b.subs.put(s, sub) // from now on close stops what it started
+	lis, err := sub.listen("127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	if err := b.serve(ctx, s, sub, lis); err != nil {
 		return err
 	}
 	return b.register(ctx, sub)
 }
 
-// serve starts s's server on addr and returns once it serves.
-func (b *rpcBroadcast) serve(ctx context.Context, s *bcSub, sub *rpcSubscriber, addr string) error {
+func (sub *rpcSubscriber) listen(addr string) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("demo: broadcast: subscriber %s: %w", sub.id, err)
+	}
+	return lis, nil
+}
+
+// serve serves s on lis and returns once it serves. The server lives
+// until leave, crash or close, not until ctx ends.
+func (b *rpcBroadcast) serve(ctx context.Context, s *bcSub, sub *rpcSubscriber, lis net.Listener) error {
+	srv := flashsale.NewEventGRPCServer(nil, s.handle, rpc.WithLogger(b.env.Quiet()), rpc.WithMetrics(nil))
+	rs, err := startServer(ctx, srv, lis)
 	if err != nil {
 		return fmt.Errorf("demo: broadcast: subscriber %s: %w", sub.id, err)
 	}
-	srv := flashsale.NewEventGRPCServer(nil, s.handle, rpc.WithLogger(b.env.Quiet()), rpc.WithMetrics(nil))
-	// The server lives until leave, crash or close, not until ctx ends.
-	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, lis) }()
-	sub.srv, sub.stop, sub.served, sub.addr = srv, stop, served, lis.Addr().String()
-	select {
-	case <-srv.Ready():
-		return nil
-	case err := <-served:
-		served <- err // for stopServing
-		_ = lis.Close()
-		return fmt.Errorf("demo: broadcast: subscriber %s stopped before it served: %w", sub.id, err)
-	case <-ctx.Done():
-		return fmt.Errorf("demo: broadcast: subscriber %s not serving: %w", sub.id, ctx.Err())
-	}
+	sub.srv, sub.addr = rs, lis.Addr().String()
+	return nil
 }
 
 func (b *rpcBroadcast) register(ctx context.Context, sub *rpcSubscriber) error {
@@ -145,14 +211,27 @@ func (b *rpcBroadcast) register(ctx context.Context, sub *rpcSubscriber) error {
 	return nil
 }
 
-// stopServing ends sub's server gracefully and waits for it.
-func (sub *rpcSubscriber) stopServing() error {
-	if sub.stop == nil {
+// deregister removes sub's registration, if it has one, so that the
+// producer stops calling it.
+func (sub *rpcSubscriber) deregister(ctx context.Context) error {
+	if sub.reg == nil {
 		return nil
 	}
-	sub.stop()
-	err := <-sub.served
-	sub.srv, sub.stop, sub.served = nil, nil, nil
+	err := sub.reg.Deregister(ctx)
+	sub.reg = nil
+	if err != nil {
+		return fmt.Errorf("demo: broadcast: deregistering subscriber %s: %w", sub.id, err)
+	}
+	return nil
+}
+
+// stopServing ends sub's server gracefully and waits for it.
+func (sub *rpcSubscriber) stopServing() error {
+	if sub.srv == nil {
+		return nil
+	}
+	err := sub.srv.shutdown()
+	sub.srv = nil
 	if err != nil {
 		return fmt.Errorf("demo: broadcast: subscriber %s: %w", sub.id, err)
 	}
@@ -161,43 +240,13 @@ func (sub *rpcSubscriber) stopServing() error {
 
 // release deregisters sub (so that the producer stops calling it), then
 // stops its server.
-func (b *rpcBroadcast) release(ctx context.Context, sub *rpcSubscriber) error {
-	var errs []error
-	if sub.reg != nil {
-		if err := sub.reg.Deregister(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("demo: broadcast: deregistering subscriber %s: %w", sub.id, err))
-		}
-		sub.reg = nil
-	}
-	errs = append(errs, sub.stopServing())
-	return errors.Join(errs...)
-}
-
-func (b *rpcBroadcast) take(s *bcSub) *rpcSubscriber {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	sub := b.subs[s]
-	delete(b.subs, s)
-	return sub
-}
-
-func (b *rpcBroadcast) get(s *bcSub) (*rpcSubscriber, error) { return started(&b.mu, b.subs, s) }
-
-// started returns what a path keeps for s in subs, under mu, or an error
-// if s was never started there.
-func started[T any](mu *sync.Mutex, subs map[*bcSub]T, s *bcSub) (T, error) {
-	mu.Lock()
-	defer mu.Unlock()
-	sub, ok := subs[s]
-	if !ok {
-		return sub, fmt.Errorf("demo: broadcast: subscriber %d was never started", s.idx)
-	}
-	return sub, nil
+func (sub *rpcSubscriber) release(ctx context.Context) error {
+	return errors.Join(sub.deregister(ctx), sub.stopServing())
 }
 
 func (b *rpcBroadcast) leave(ctx context.Context, s *bcSub) error {
-	if sub := b.take(s); sub != nil {
-		return b.release(ctx, sub)
+	if sub, ok := b.subs.take(s); ok {
+		return sub.release(ctx)
 	}
 	return nil
 }
@@ -205,14 +254,12 @@ func (b *rpcBroadcast) leave(ctx context.Context, s *bcSub) error {
 // crash stops s's server as a crashed process stops: at once, its
 // connections cut. Its registration stays.
 func (b *rpcBroadcast) crash(_ context.Context, s *bcSub) error {
-	sub, err := b.get(s)
+	sub, err := b.subs.get(s)
 	if err != nil || sub.srv == nil {
 		return err
 	}
-	sub.srv.GRPC().Stop()
-	err = <-sub.served
-	sub.stop()
-	sub.srv, sub.stop, sub.served = nil, nil, nil
+	err = sub.srv.crash()
+	sub.srv = nil
 	if err != nil {
 		return fmt.Errorf("demo: broadcast: crashing subscriber %s: %w", sub.id, err)
 	}
@@ -225,24 +272,24 @@ func (b *rpcBroadcast) crash(_ context.Context, s *bcSub) error {
 // reconnect (three times rpcBackoff's longest pause). A call made before
 // it has fails, and its event is missed.
 func (b *rpcBroadcast) rejoin(ctx context.Context, s *bcSub) error {
-	sub, err := b.get(s)
+	sub, err := b.subs.get(s)
 	if err != nil {
 		return err
 	}
-	if err := b.serve(ctx, s, sub, sub.addr); err != nil {
-		if sub.stop != nil {
-			return err
-		}
+	lis, err := sub.listen(sub.addr)
+	if err != nil {
 		// The port is gone: a new one, and a new registration.
-		if sub.reg != nil {
-			if err := sub.reg.Deregister(ctx); err != nil {
-				return fmt.Errorf("demo: broadcast: deregistering subscriber %s: %w", sub.id, err)
-			}
-			sub.reg = nil
-		}
-		if err := b.serve(ctx, s, sub, "127.0.0.1:0"); err != nil {
+		if err := sub.deregister(ctx); err != nil {
 			return err
 		}
+		if lis, err = sub.listen("127.0.0.1:0"); err != nil {
+			return err
+		}
+	}
+	if err := b.serve(ctx, s, sub, lis); err != nil {
+		return err
+	}
+	if sub.reg == nil {
 		if err := b.register(ctx, sub); err != nil {
 			return err
 		}
@@ -274,22 +321,16 @@ func (b *rpcBroadcast) send(ctx context.Context, ev *flashsalev1.SaleEvent) bcSe
 	return out
 }
 
-func (*rpcBroadcast) setPendingLimit(*bcSub, int) error { return nil }
-func (*rpcBroadcast) dropped(*bcSub) int64              { return 0 }
-func (*rpcBroadcast) durable() bool                     { return false }
+func (*rpcBroadcast) durable() bool { return false }
 
 // close stops the Notifier, then every subscriber.
 func (b *rpcBroadcast) close(ctx context.Context) error {
 	errs := []error{b.notifier.Close()}
-	b.mu.Lock()
-	subs := slices.Collect(maps.Values(b.subs))
-	clear(b.subs)
-	b.mu.Unlock()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, sub := range subs {
+	for _, sub := range b.subs.takeAll() {
 		wg.Go(func() {
-			err := b.release(ctx, sub)
+			err := sub.release(ctx)
 			mu.Lock()
 			errs = append(errs, err)
 			mu.Unlock()
@@ -299,132 +340,162 @@ func (b *rpcBroadcast) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// natsBroadcast is the MQ path on core NATS: the producer publishes each
-// event once on a subject of this run's; each subscriber has a connection
-// and a subscription of its own.
-type natsBroadcast struct {
-	env       *Env
-	scenario  string
-	subject   string
-	deadline  time.Duration
-	connected atomic.Int64 // subscriptions in place now
+// natsPath is what the two NATS paths share: each subscriber has a
+// connection of its own, and on it what subscribe makes; crash closes the
+// connection, rejoin makes a new one. The producer publishes on Env's
+// connection.
+type natsPath struct {
+	env      *Env
+	name     string // of the subscribers' connections: name-NNN
+	deadline time.Duration
+	// subscribe subscribes s on nc.
+	subscribe func(ctx context.Context, nc *nats.Conn, s *bcSub) (*flashsale.EventSubscriber, error)
+	// countsDrops says that the path counts the messages nats.go drops
+	// past a subscription's pending limit, and so does not log the
+	// ErrSlowConsumer that reports them.
+	countsDrops bool
 
-	mu   sync.Mutex
-	subs map[*bcSub]*natsSubscriber
+	subs bcSubs[*natsSubscriber]
 }
 
-var _ bcTransport = (*natsBroadcast)(nil)
-
 // natsSubscriber is one subscriber's connection and subscription (nil
-// while it is offline).
+// while it is offline), guarded by its path's subs.mu.
 type natsSubscriber struct {
 	nc      *nats.Conn
 	es      *flashsale.EventSubscriber
-	dropped int64 // by its subscriptions closed before
+	dropped int64 // by its subscriptions closed before (core NATS)
 }
 
-func newNATSBroadcast(env *Env, scenario string, deadline time.Duration) (*natsBroadcast, error) {
-	return &natsBroadcast{env: env, scenario: scenario, subject: "flashsale." + env.Name(scenario) + ".events",
-		deadline: deadline, subs: map[*bcSub]*natsSubscriber{}}, nil
-}
-
-func (b *natsBroadcast) join(ctx context.Context, s *bcSub) error {
+func (p *natsPath) join(ctx context.Context, s *bcSub) error {
 	sub := &natsSubscriber{}
-	b.mu.Lock()
-	b.subs[s] = sub
-	b.mu.Unlock()
-	return b.connect(ctx, s, sub)
+	p.subs.put(s, sub)
+	return p.connect(ctx, s, sub)
 }
 
 // connect gives s a new connection and subscription, and returns once the
-// server has the subscription.
-func (b *natsBroadcast) connect(ctx context.Context, s *bcSub, sub *natsSubscriber) error {
-	nc, err := b.env.DialNATS(fmt.Sprintf("%s-sub-%03d", b.scenario, s.idx))
+// server has the subscription (for JetStream, its first pull request).
+func (p *natsPath) connect(ctx context.Context, s *bcSub, sub *natsSubscriber) error {
+	nc, err := p.env.DialNATS(fmt.Sprintf("%s-%03d", p.name, s.idx))
 	if err != nil {
 		return err
 	}
-	// The slow subscriber's drops are counted, not printed (nats.go's
-	// default handler writes to stderr).
-	quiet := b.env.Quiet()
+	// nats.go's default handler writes to stderr.
+	quiet, countsDrops := p.env.Quiet(), p.countsDrops
 	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		if !errors.Is(err, nats.ErrSlowConsumer) {
+		if !countsDrops || !errors.Is(err, nats.ErrSlowConsumer) {
 			quiet.Error("demo: broadcast: subscriber's NATS connection", "err", err)
 		}
 	})
-	es, err := flashsale.SubscribeEvents(nc, b.subject, s.handle, flashsale.WithSubscriberLogger(quiet))
+	es, err := p.subscribe(ctx, nc, s)
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("demo: broadcast: %w", err)
+		return err
 	}
-	fctx, cancel := context.WithTimeout(ctx, b.deadline)
+	fctx, cancel := context.WithTimeout(ctx, p.deadline)
 	defer cancel()
 	if err := nc.FlushWithContext(fctx); err != nil {
+		_ = es.Close()
 		nc.Close()
-		return fmt.Errorf("demo: broadcast: subscribing: %w", err)
+		return fmt.Errorf("demo: broadcast: subscriber %d: subscribing: %w", s.idx, err)
 	}
-	b.mu.Lock()
+	p.subs.mu.Lock()
 	sub.nc, sub.es = nc, es
-	b.mu.Unlock()
-	b.connected.Add(1)
+	p.subs.mu.Unlock()
 	return nil
 }
 
-// disconnect closes s's subscription and connection.
-func (b *natsBroadcast) disconnect(sub *natsSubscriber) error {
-	b.mu.Lock()
+// disconnect closes sub's subscription, makes sure the server has seen it
+// go (so that it hands nothing more to it), and closes the connection.
+func (p *natsPath) disconnect(sub *natsSubscriber) error {
+	p.subs.mu.Lock()
 	nc, es := sub.nc, sub.es
 	sub.nc, sub.es = nil, nil
-	if es != nil {
+	if es != nil && es.Subscription() != nil {
 		if d, err := es.Subscription().Dropped(); err == nil {
 			sub.dropped += int64(d)
 		}
 	}
-	b.mu.Unlock()
+	p.subs.mu.Unlock()
 	if es == nil {
 		return nil
 	}
-	b.connected.Add(-1)
 	err := es.Close()
+	_ = nc.FlushTimeout(p.deadline)
 	nc.Close()
 	return err
 }
 
-func (b *natsBroadcast) leave(_ context.Context, s *bcSub) error {
-	b.mu.Lock()
-	sub := b.subs[s]
-	delete(b.subs, s)
-	b.mu.Unlock()
-	if sub == nil {
-		return nil
+func (p *natsPath) leave(_ context.Context, s *bcSub) error {
+	if sub, ok := p.subs.take(s); ok {
+		return p.disconnect(sub)
 	}
-	return b.disconnect(sub)
+	return nil
 }
 
-// crash closes s's connection: nothing is kept for it.
-func (b *natsBroadcast) crash(_ context.Context, s *bcSub) error {
-	sub, err := started(&b.mu, b.subs, s)
+// crash closes s's connection. What the server keeps for it (a durable
+// consumer) stays.
+func (p *natsPath) crash(_ context.Context, s *bcSub) error {
+	sub, err := p.subs.get(s)
 	if err != nil {
 		return err
 	}
-	return b.disconnect(sub)
+	return p.disconnect(sub)
 }
 
 // rejoin subscribes s anew, on a new connection.
-func (b *natsBroadcast) rejoin(ctx context.Context, s *bcSub) error {
-	sub, err := started(&b.mu, b.subs, s)
+func (p *natsPath) rejoin(ctx context.Context, s *bcSub) error {
+	sub, err := p.subs.get(s)
 	if err != nil {
 		return err
 	}
-	return b.connect(ctx, s, sub)
+	return p.connect(ctx, s, sub)
 }
 
-func (*natsBroadcast) await(context.Context, int) error { return nil }
+func (*natsPath) await(context.Context, int) error { return nil }
+
+// closeSubs disconnects every subscriber.
+func (p *natsPath) closeSubs() error {
+	var errs []error
+	for _, sub := range p.subs.takeAll() {
+		errs = append(errs, p.disconnect(sub))
+	}
+	return errors.Join(errs...)
+}
+
+// natsBroadcast is the MQ path on core NATS: the producer publishes each
+// event once on a subject of this run's; each subscriber has a connection
+// and a subscription of its own.
+type natsBroadcast struct {
+	natsPath
+	subject string
+}
+
+var (
+	_ bcTransport = (*natsBroadcast)(nil)
+	_ bcDropper   = (*natsBroadcast)(nil)
+)
+
+func newNATSBroadcast(env *Env, scenario string, deadline time.Duration) *natsBroadcast {
+	b := &natsBroadcast{natsPath: natsPath{env: env, name: scenario + "-sub", deadline: deadline, countsDrops: true},
+		subject: "flashsale." + env.Name(scenario) + ".events"}
+	b.subscribe = b.subscribeCore
+	return b
+}
+
+func (b *natsBroadcast) subscribeCore(_ context.Context, nc *nats.Conn, s *bcSub) (*flashsale.EventSubscriber, error) {
+	es, err := flashsale.SubscribeEvents(nc, b.subject, s.handle, flashsale.WithSubscriberLogger(b.env.Quiet()))
+	if err != nil {
+		return nil, fmt.Errorf("demo: broadcast: %w", err)
+	}
+	return es, nil
+}
 
 // send publishes ev once and flushes: the producer's time runs until the
 // server has the message (a PING/PONG round trip), not until any
-// subscriber does.
+// subscriber does. The deliveries it takes are the subscriptions in
+// place then.
 func (b *natsBroadcast) send(ctx context.Context, ev *flashsalev1.SaleEvent) bcSend {
-	n := int(b.connected.Load())
+	n := b.subs.count(func(sub *natsSubscriber) bool { return sub.es != nil })
 	cctx, cancel := context.WithTimeout(ctx, b.deadline)
 	defer cancel()
 	start := time.Now()
@@ -442,9 +513,9 @@ func (b *natsBroadcast) send(ctx context.Context, ev *flashsalev1.SaleEvent) bcS
 }
 
 func (b *natsBroadcast) setPendingLimit(s *bcSub, limit int) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	sub := b.subs[s]
+	b.subs.mu.Lock()
+	defer b.subs.mu.Unlock()
+	sub := b.subs.m[s]
 	if sub == nil || sub.es == nil {
 		return fmt.Errorf("demo: broadcast: subscriber %d is not subscribed", s.idx)
 	}
@@ -459,9 +530,9 @@ func (b *natsBroadcast) setPendingLimit(s *bcSub, limit int) error {
 }
 
 func (b *natsBroadcast) dropped(s *bcSub) int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	sub := b.subs[s]
+	b.subs.mu.Lock()
+	defer b.subs.mu.Unlock()
+	sub := b.subs.m[s]
 	if sub == nil {
 		return 0
 	}
@@ -476,17 +547,7 @@ func (b *natsBroadcast) dropped(s *bcSub) int64 {
 
 func (*natsBroadcast) durable() bool { return false }
 
-func (b *natsBroadcast) close(context.Context) error {
-	b.mu.Lock()
-	subs := slices.Collect(maps.Values(b.subs))
-	clear(b.subs)
-	b.mu.Unlock()
-	var errs []error
-	for _, sub := range subs {
-		errs = append(errs, b.disconnect(sub))
-	}
-	return errors.Join(errs...)
-}
+func (b *natsBroadcast) close(context.Context) error { return b.closeSubs() }
 
 // jsPullBatch is how many messages a JetStream subscriber buffers: few,
 // so that the slow one's wait in its buffer stays well inside AckWait.
@@ -495,34 +556,22 @@ const jsPullBatch = 16
 // jsBroadcast is the JetStream path: a stream of this run's on its own
 // subject; each subscriber a durable consumer (explicit acks, new
 // messages from when it joined) consumed on a connection of its own. A
-// subscriber that is away keeps its consumer, and with it its place.
+// subscriber that is away keeps its consumer, and with it its place: a
+// subscriber is in subs exactly while its consumer exists.
 type jsBroadcast struct {
-	env             *Env
-	scenario        string
+	natsPath
 	stream, subject string
-	deadline        time.Duration
 	ackWait         time.Duration
-	members         atomic.Int64 // subscribers with a consumer, there or not
-
-	mu   sync.Mutex
-	subs map[*bcSub]*jsSubscriber
 }
 
 var _ bcTransport = (*jsBroadcast)(nil)
 
-// jsSubscriber is one subscriber's consumer, and its connection (nil
-// while it is offline).
-type jsSubscriber struct {
-	consumer string
-	member   bool // its consumer exists
-	nc       *nats.Conn
-	es       *flashsale.EventSubscriber
-}
-
 func newJetStreamBroadcast(ctx context.Context, env *Env, scenario string, cfg BroadcastConfig) (*jsBroadcast, error) {
 	name := env.Name(scenario)
-	b := &jsBroadcast{env: env, scenario: scenario, stream: "BROADCAST_" + name, subject: "flashsale." + name + ".stored-events",
-		deadline: cfg.Deadline, ackWait: max(10*time.Second, 2*jsPullBatch*cfg.SlowDelay), subs: map[*bcSub]*jsSubscriber{}}
+	b := &jsBroadcast{natsPath: natsPath{env: env, name: scenario + "-js-sub", deadline: cfg.Deadline},
+		stream: "BROADCAST_" + name, subject: "flashsale." + name + ".stored-events",
+		ackWait: max(10*time.Second, 2*jsPullBatch*cfg.SlowDelay)}
+	b.subscribe = b.consume
 	_, err := env.JetStream.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        b.stream,
 		Description: "switchyard yard demo broadcast: sale events (switchyard.flashsale.v1.SaleEvent)",
@@ -544,13 +593,13 @@ func newJetStreamBroadcast(ctx context.Context, env *Env, scenario string, cfg B
 	return b, nil
 }
 
+// jsConsumer returns s's durable consumer's name.
+func jsConsumer(s *bcSub) string { return fmt.Sprintf("sub-%03d", s.idx) }
+
+// join creates s's durable consumer, then consumes it.
 func (b *jsBroadcast) join(ctx context.Context, s *bcSub) error {
-	sub := &jsSubscriber{consumer: fmt.Sprintf("sub-%03d", s.idx)}
-	b.mu.Lock()
-	b.subs[s] = sub
-	b.mu.Unlock()
 	_, err := b.env.JetStream.CreateOrUpdateConsumer(ctx, b.stream, jetstream.ConsumerConfig{
-		Durable:       sub.consumer,
+		Durable:       jsConsumer(s),
 		Description:   "switchyard yard demo broadcast: one subscriber",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       b.ackWait,
@@ -558,115 +607,50 @@ func (b *jsBroadcast) join(ctx context.Context, s *bcSub) error {
 		MaxDeliver:    -1,
 	})
 	if err != nil {
-		return fmt.Errorf("demo: broadcast: consumer %s: %w", sub.consumer, err)
+		return fmt.Errorf("demo: broadcast: consumer %s: %w", jsConsumer(s), err)
 	}
-	b.mu.Lock()
-	sub.member = true
-	b.mu.Unlock()
-	b.members.Add(1)
-	return b.connect(ctx, s, sub)
+	return b.natsPath.join(ctx, s)
 }
 
-// connect consumes s's consumer on a new connection, and returns once the
-// server has its first pull request.
-func (b *jsBroadcast) connect(ctx context.Context, s *bcSub, sub *jsSubscriber) error {
-	nc, err := b.env.DialNATS(fmt.Sprintf("%s-js-sub-%03d", b.scenario, s.idx))
-	if err != nil {
-		return err
-	}
-	quiet := b.env.Quiet()
-	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		quiet.Error("demo: broadcast: subscriber's NATS connection", "err", err)
-	})
-	fail := func(err error) error {
-		nc.Close()
-		return fmt.Errorf("demo: broadcast: consumer %s: %w", sub.consumer, err)
+// consume consumes s's consumer through nc.
+func (b *jsBroadcast) consume(ctx context.Context, nc *nats.Conn, s *bcSub) (*flashsale.EventSubscriber, error) {
+	fail := func(err error) (*flashsale.EventSubscriber, error) {
+		return nil, fmt.Errorf("demo: broadcast: consumer %s: %w", jsConsumer(s), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fail(err)
 	}
-	cons, err := js.Consumer(ctx, b.stream, sub.consumer)
+	cons, err := js.Consumer(ctx, b.stream, jsConsumer(s))
 	if err != nil {
 		return fail(err)
 	}
-	es, err := flashsale.ConsumeEvents(cons, s.handle, flashsale.WithSubscriberLogger(quiet),
+	es, err := flashsale.ConsumeEvents(cons, s.handle, flashsale.WithSubscriberLogger(b.env.Quiet()),
 		flashsale.WithConsumeOptions(jetstream.PullMaxMessages(jsPullBatch)))
 	if err != nil {
 		return fail(err)
 	}
-	fctx, cancel := context.WithTimeout(ctx, b.deadline)
-	defer cancel()
-	if err := nc.FlushWithContext(fctx); err != nil {
-		_ = es.Close()
-		return fail(err)
-	}
-	b.mu.Lock()
-	sub.nc, sub.es = nc, es
-	b.mu.Unlock()
-	return nil
+	return es, nil
 }
 
-// disconnect stops consuming, makes sure the server has seen the pull
-// subscription go (so that it hands nothing more to it), and closes the
-// connection.
-func (b *jsBroadcast) disconnect(sub *jsSubscriber) error {
-	b.mu.Lock()
-	nc, es := sub.nc, sub.es
-	sub.nc, sub.es = nil, nil
-	b.mu.Unlock()
-	if es == nil {
-		return nil
-	}
-	err := es.Close()
-	_ = nc.FlushTimeout(b.deadline)
-	nc.Close()
-	return err
-}
-
+// leave disconnects s and deletes its consumer.
 func (b *jsBroadcast) leave(ctx context.Context, s *bcSub) error {
-	b.mu.Lock()
-	sub := b.subs[s]
-	delete(b.subs, s)
-	b.mu.Unlock()
-	if sub == nil {
+	sub, ok := b.subs.take(s)
+	if !ok {
 		return nil
 	}
 	errs := []error{b.disconnect(sub)}
-	if sub.member {
-		b.members.Add(-1)
-		if err := b.env.JetStream.DeleteConsumer(ctx, b.stream, sub.consumer); err != nil {
-			errs = append(errs, fmt.Errorf("demo: broadcast: deleting consumer %s: %w", sub.consumer, err))
-		}
+	if err := b.env.JetStream.DeleteConsumer(ctx, b.stream, jsConsumer(s)); err != nil {
+		errs = append(errs, fmt.Errorf("demo: broadcast: deleting consumer %s: %w", jsConsumer(s), err))
 	}
 	return errors.Join(errs...)
 }
 
-// crash closes s's connection; its durable consumer stays, and keeps
-// what s has not acked.
-func (b *jsBroadcast) crash(_ context.Context, s *bcSub) error {
-	sub, err := started(&b.mu, b.subs, s)
-	if err != nil {
-		return err
-	}
-	return b.disconnect(sub)
-}
-
-// rejoin consumes s's consumer again, from where s left it.
-func (b *jsBroadcast) rejoin(ctx context.Context, s *bcSub) error {
-	sub, err := started(&b.mu, b.subs, s)
-	if err != nil {
-		return err
-	}
-	return b.connect(ctx, s, sub)
-}
-
-func (*jsBroadcast) await(context.Context, int) error { return nil }
-
 // send publishes ev once; the producer's time runs until the stream has
-// stored it.
+// stored it. The deliveries it takes are the consumers that exist then,
+// their subscribers there or not.
 func (b *jsBroadcast) send(ctx context.Context, ev *flashsalev1.SaleEvent) bcSend {
-	n := int(b.members.Load())
+	n := b.subs.count(nil)
 	cctx, cancel := context.WithTimeout(ctx, b.deadline)
 	defer cancel()
 	start := time.Now()
@@ -680,21 +664,12 @@ func (b *jsBroadcast) send(ctx context.Context, ev *flashsalev1.SaleEvent) bcSen
 	return out
 }
 
-func (*jsBroadcast) setPendingLimit(*bcSub, int) error { return nil }
-func (*jsBroadcast) dropped(*bcSub) int64              { return 0 }
-func (*jsBroadcast) durable() bool                     { return true }
+func (*jsBroadcast) durable() bool { return true }
 
 // close stops every subscriber, then deletes the stream and with it the
 // consumers.
 func (b *jsBroadcast) close(ctx context.Context) error {
-	b.mu.Lock()
-	subs := slices.Collect(maps.Values(b.subs))
-	clear(b.subs)
-	b.mu.Unlock()
-	var errs []error
-	for _, sub := range subs {
-		errs = append(errs, b.disconnect(sub))
-	}
+	errs := []error{b.closeSubs()}
 	if err := b.env.JetStream.DeleteStream(ctx, b.stream); err != nil {
 		errs = append(errs, fmt.Errorf("demo: broadcast: deleting stream %s: %w", b.stream, err))
 	}

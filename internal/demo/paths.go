@@ -101,9 +101,7 @@ type RPCPath struct {
 	limits RPCLimits
 	conn   *grpc.ClientConn
 
-	srv    *rpc.Server // nil while crashed
-	stop   context.CancelFunc
-	served chan error
+	srv *runningServer // nil while crashed
 }
 
 // StartRPCPath serves shop on a loopback port as instance id (registered
@@ -149,21 +147,65 @@ func (p *RPCPath) serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo: shop server: %w", err)
 	}
-	srv := flashsale.NewGRPCServer(p.env.Registry, p.Shop, p.env.Quiet(), opts...)
 	// The server lives until Close or Crash, not until ctx ends.
+	srv, err := startServer(ctx, flashsale.NewGRPCServer(p.env.Registry, p.Shop, p.env.Quiet(), opts...), lis)
+	if err != nil {
+		return fmt.Errorf("demo: shop server: %w", err)
+	}
+	p.srv = srv
+	return nil
+}
+
+// runningServer is an rpc.Server serving in a goroutine of its own until
+// crash or shutdown, whichever comes first and once.
+type runningServer struct {
+	srv    *rpc.Server
+	stop   context.CancelFunc // ends Serve's context: a graceful stop
+	served chan error         // Serve's return
+}
+
+// startServer runs srv.Serve on lis in a goroutine of its own, and returns
+// once srv is ready (serving, and registered if it has a registry). The
+// server lives until crash or shutdown, not until ctx ends. If Serve
+// returns first, or ctx ends first, startServer stops the server, closes
+// lis and returns why: nothing is left running.
+func startServer(ctx context.Context, srv *rpc.Server, lis net.Listener) (*runningServer, error) {
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(sctx, lis) }()
-	p.srv, p.stop, p.served = srv, stop, served
+	rs := &runningServer{srv: srv, stop: stop, served: make(chan error, 1)}
+	go func() { rs.served <- srv.Serve(sctx, lis) }()
 	select {
 	case <-srv.Ready():
-		return nil
-	case err := <-served:
-		served <- err // for Close
-		return fmt.Errorf("demo: shop server stopped before it registered: %w", err)
+		return rs, nil
+	case err := <-rs.served:
+		stop()
+		_ = lis.Close() // Serve may leave it to the caller
+		if err == nil {
+			return nil, errors.New("stopped before it served")
+		}
+		return nil, fmt.Errorf("stopped before it served: %w", err)
 	case <-ctx.Done():
-		return fmt.Errorf("demo: shop server not registered: %w", ctx.Err())
+		err := rs.shutdown()
+		_ = lis.Close()
+		return nil, fmt.Errorf("not serving: %w", errors.Join(ctx.Err(), err))
 	}
+}
+
+// crash stops the server as a crashed process stops: at once, its
+// connections cut and the calls in flight failing. It waits for Serve
+// (which deregisters what the server registered) and returns its error.
+func (rs *runningServer) crash() error {
+	rs.srv.GRPC().Stop()
+	err := <-rs.served
+	rs.stop()
+	return err
+}
+
+// shutdown stops the server gracefully (deregistered first, the calls in
+// flight finished; see rpc.Server.Serve), waits for it and returns Serve's
+// error.
+func (rs *runningServer) shutdown() error {
+	rs.stop()
+	return <-rs.served
 }
 
 // awaitAnswer waits for the client's first answer: the registry's news
@@ -190,10 +232,8 @@ func (p *RPCPath) Crash() error {
 	if p.srv == nil {
 		return nil
 	}
-	p.srv.GRPC().Stop()
-	err := <-p.served
-	p.stop()
-	p.srv, p.stop, p.served = nil, nil, nil
+	err := p.srv.crash()
+	p.srv = nil
 	if err != nil {
 		return fmt.Errorf("demo: crashing the shop server: %w", err)
 	}
@@ -218,10 +258,8 @@ func (p *RPCPath) Close() error {
 		errs = append(errs, p.conn.Close())
 		p.conn = nil
 	}
-	if p.stop != nil {
-		p.stop()
-		p.stop = nil
-		errs = append(errs, <-p.served)
+	if p.srv != nil {
+		errs = append(errs, p.srv.shutdown())
 		p.srv = nil
 	}
 	return errors.Join(errs...)
