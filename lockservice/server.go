@@ -319,6 +319,21 @@ func (s *Server) validity(asked time.Duration, now time.Time) (time.Duration, er
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// CheckRequestID returns nil if id is a request id the lock service takes
+// (AcquireRequest.request_id): 1 to MaxRequestID bytes of [A-Za-z0-9_-].
+// Otherwise it returns an INVALID_ARGUMENT status error. An acquire
+// without a request id is given one, so callers that allow none check
+// only ids that are not empty.
+func CheckRequestID(id string) error {
+	if len(id) > MaxRequestID {
+		return status.Errorf(codes.InvalidArgument, "request id of %d bytes: want 1 to %d of [A-Za-z0-9_-]", len(id), MaxRequestID)
+	}
+	if !requestIDPattern.MatchString(id) {
+		return status.Errorf(codes.InvalidArgument, "request id %q: want 1 to %d of [A-Za-z0-9_-]", id, MaxRequestID)
+	}
+	return nil
+}
+
 func checkName(name string) error {
 	if err := zklock.ValidateName(name); err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
@@ -391,8 +406,10 @@ func checkAcquire(req *lockv1.AcquireRequest) (time.Duration, error) {
 	if ttl < MinTTL || ttl > MaxTTL {
 		return 0, status.Errorf(codes.InvalidArgument, "ttl %v is outside [%v, %v]", ttl, MinTTL, MaxTTL)
 	}
-	if rid := req.GetRequestId(); rid != "" && (len(rid) > MaxRequestID || !requestIDPattern.MatchString(rid)) {
-		return 0, status.Errorf(codes.InvalidArgument, "request id %q: want 1 to %d of [A-Za-z0-9_-]", rid, MaxRequestID)
+	if rid := req.GetRequestId(); rid != "" {
+		if err := CheckRequestID(rid); err != nil {
+			return 0, err
+		}
 	}
 	if o := req.GetOwner(); len(o) > MaxOwnerLen || !utf8.ValidString(o) {
 		return 0, status.Errorf(codes.InvalidArgument, "owner: want at most %d bytes of UTF-8", MaxOwnerLen)

@@ -51,17 +51,19 @@ const (
 	ContentTypeJSON = "application/json"
 )
 
-// headerValue returns h's first value for key, matching the name exactly
-// first and then without regard to case, with surrounding space trimmed.
-func headerValue(h nats.Header, key string) string {
+// HeaderValue returns h's first value for the header called name,
+// matching the name exactly first and then without regard to case, with
+// surrounding space trimmed; "" if there is none. It is how this package
+// reads every header of the wire contract.
+func HeaderValue(h nats.Header, name string) string {
 	if h == nil {
 		return ""
 	}
-	if v, ok := h[key]; ok && len(v) > 0 {
+	if v, ok := h[name]; ok && len(v) > 0 {
 		return strings.TrimSpace(v[0])
 	}
 	for k, v := range h {
-		if len(v) > 0 && strings.EqualFold(k, key) {
+		if len(v) > 0 && strings.EqualFold(k, name) {
 			return strings.TrimSpace(v[0])
 		}
 	}
@@ -89,6 +91,16 @@ func parseContentType(v string) (string, error) {
 	return "", fmt.Errorf("%w %q", ErrContentType, v)
 }
 
+// contentTypeOrDefault is parseContentType with an empty value taken as
+// ContentTypeProtobuf, the contract's default.
+func contentTypeOrDefault(v string) (string, error) {
+	ct, err := parseContentType(v)
+	if err != nil || ct != "" {
+		return ct, err
+	}
+	return ContentTypeProtobuf, nil
+}
+
 // parseAccept returns the first content type this package speaks in an
 // Accept value (a comma-separated list), or "".
 func parseAccept(v string) string {
@@ -105,38 +117,19 @@ func parseAccept(v string) string {
 // absent. Any other value is an InvalidArgument status error wrapping
 // ErrContentType.
 func RequestContentType(h nats.Header) (string, error) {
-	ct, err := parseContentType(headerValue(h, HeaderContentType))
+	ct, err := contentTypeOrDefault(HeaderValue(h, HeaderContentType))
 	if err != nil {
 		return "", newError(codes.InvalidArgument, err.Error(), err)
 	}
-	if ct == "" {
-		ct = ContentTypeProtobuf
-	}
 	return ct, nil
-}
-
-// ReplyContentType returns the content type to answer a request with
-// headers h in: the Accept header's if it names one this package speaks,
-// else the request's own, else (absent or unsupported) protobuf.
-func ReplyContentType(h nats.Header) string {
-	if ct := parseAccept(headerValue(h, HeaderAccept)); ct != "" {
-		return ct
-	}
-	if ct, err := parseContentType(headerValue(h, HeaderContentType)); err == nil && ct != "" {
-		return ct
-	}
-	return ContentTypeProtobuf
 }
 
 // Marshal encodes m as contentType (protobuf or JSON; x-protobuf is
 // protobuf). Errors wrap ErrContentType or ErrEncode.
 func Marshal(contentType string, m proto.Message) ([]byte, error) {
-	ct, err := parseContentType(contentType)
+	ct, err := contentTypeOrDefault(contentType)
 	if err != nil {
 		return nil, err
-	}
-	if ct == "" {
-		ct = ContentTypeProtobuf
 	}
 	return marshal(ct, m)
 }
@@ -160,12 +153,9 @@ func marshal(ct string, m proto.Message) ([]byte, error) {
 // empty message in either encoding. Errors wrap ErrContentType or
 // ErrDecode.
 func Unmarshal(contentType string, data []byte, into proto.Message) error {
-	ct, err := parseContentType(contentType)
+	ct, err := contentTypeOrDefault(contentType)
 	if err != nil {
 		return err
-	}
-	if ct == "" {
-		ct = ContentTypeProtobuf
 	}
 	return unmarshal(ct, data, into, false)
 }

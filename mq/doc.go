@@ -82,9 +82,12 @@
 //
 // Connect makes a Conn (optionally with an embedded server) whose state
 // changes reach WithStateHandler in order. Request and RequestMsg are the
-// requester's side. Handler adapts a typed function to a micro endpoint
-// (MsgHandler to a plain subscription); Decode, Respond and RespondError
-// (and their Msg forms) are the same steps for hand-written handlers.
-// ParseMeta, ErrorHeaders, StatusFromMsg and the codec functions are the
-// contract's parts, for anything else that speaks it.
+// requester's side, and DecodeReply reads a reply that came otherwise.
+// Handler adapts a typed function to a micro endpoint (MsgHandler to a
+// plain subscription); Decode, Respond and RespondError (and the Msg
+// forms of the last two) are the same steps for hand-written handlers,
+// and PublishReply answers a request that came without a reply subject
+// (from a stream). ParseMeta, ErrorHeaders, StatusFromMsg, HeaderValue,
+// HeaderText, CheckRequestID and the codec functions are the contract's
+// parts, for anything else that speaks it.
 package mq

@@ -16,7 +16,7 @@ const MaxRequestIDLen = 128
 // maxTraceStateLen is W3C's bound on tracestate; a longer one is dropped.
 const maxTraceStateLen = 512
 
-// maxQuoted bounds how much of a bad header value an error message quotes.
+// maxQuoted bounds how much of a value Quote quotes.
 const maxQuoted = 64
 
 // Meta is what a request's headers say besides its body: who asks (for
@@ -60,17 +60,17 @@ func (m Meta) ReplyContentType() string {
 // the error reply can be encoded as the requester reads.
 func ParseMeta(h nats.Header, received time.Time) (Meta, error) {
 	var m Meta
-	m.Accept = parseAccept(headerValue(h, HeaderAccept))
-	if tp := headerValue(h, HeaderTraceParent); validTraceParent(tp) {
+	m.Accept = parseAccept(HeaderValue(h, HeaderAccept))
+	if tp := HeaderValue(h, HeaderTraceParent); validTraceParent(tp) {
 		m.TraceParent = tp
-		if ts := headerValue(h, HeaderTraceState); len(ts) <= maxTraceStateLen && printableASCII(ts) {
+		if ts := HeaderValue(h, HeaderTraceState); len(ts) <= maxTraceStateLen && printableASCII(ts) {
 			m.TraceState = ts
 		}
 	}
 	ct, ctErr := RequestContentType(h)
 	m.ContentType = ct
-	id := headerValue(h, HeaderRequestID)
-	idErr := checkRequestID(id)
+	id := HeaderValue(h, HeaderRequestID)
+	idErr := CheckRequestID(id)
 	if idErr == nil {
 		m.RequestID = id
 	}
@@ -81,17 +81,17 @@ func ParseMeta(h nats.Header, received time.Time) (Meta, error) {
 		return m, idErr
 	}
 
-	if v := headerValue(h, HeaderDeadline); v != "" {
+	if v := HeaderValue(h, HeaderDeadline); v != "" {
 		d, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			return m, errorf(codes.InvalidArgument, ErrHeader, " %s: %s is not an RFC 3339 time", HeaderDeadline, quote(v))
+			return m, errorf(codes.InvalidArgument, ErrHeader, " %s: %s is not an RFC 3339 time", HeaderDeadline, Quote(v))
 		}
 		m.Deadline = d.UTC()
 	}
-	if v := headerValue(h, HeaderTimeout); v != "" {
+	if v := HeaderValue(h, HeaderTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return m, errorf(codes.InvalidArgument, ErrHeader, " %s: %s is not a positive Go duration", HeaderTimeout, quote(v))
+			return m, errorf(codes.InvalidArgument, ErrHeader, " %s: %s is not a positive Go duration", HeaderTimeout, Quote(v))
 		}
 		if t := received.Add(d).UTC(); m.Deadline.IsZero() || t.Before(m.Deadline) {
 			m.Deadline = t
@@ -104,14 +104,16 @@ func ParseMeta(h nats.Header, received time.Time) (Meta, error) {
 	return m, nil
 }
 
-// checkRequestID returns an InvalidArgument status error for a request id
-// that is too long or not printable ASCII.
-func checkRequestID(id string) error {
+// CheckRequestID returns nil for a request id that may go in
+// Switchyard-Request-Id (at most MaxRequestIDLen bytes of printable ASCII;
+// "" is none, and fine), or else an InvalidArgument status error wrapping
+// ErrHeader.
+func CheckRequestID(id string) error {
 	if len(id) > MaxRequestIDLen {
 		return errorf(codes.InvalidArgument, ErrHeader, " %s: %d bytes, at most %d", HeaderRequestID, len(id), MaxRequestIDLen)
 	}
 	if !printableASCII(id) {
-		return errorf(codes.InvalidArgument, ErrHeader, " %s: %s is not printable ASCII", HeaderRequestID, quote(id))
+		return errorf(codes.InvalidArgument, ErrHeader, " %s: %s is not printable ASCII", HeaderRequestID, Quote(id))
 	}
 	return nil
 }
@@ -182,8 +184,10 @@ func printableASCII(s string) bool {
 	return true
 }
 
-// quote quotes v for an error message, at most maxQuoted bytes of it.
-func quote(v string) string {
+// Quote quotes v, a value from outside, for an error message or a log:
+// at most its first 64 bytes (cut at a rune boundary), followed by "..."
+// if that is not all of it.
+func Quote(v string) string {
 	if len(v) > maxQuoted {
 		return strconv.Quote(strings.ToValidUTF8(v[:maxQuoted], "")) + "..."
 	}

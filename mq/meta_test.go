@@ -249,8 +249,83 @@ func TestCodec(t *testing.T) {
 	}
 	for _, tt := range replyTypes {
 		t.Run("reply "+tt.name, func(t *testing.T) {
-			if got := mq.ReplyContentType(tt.header); got != tt.want {
-				t.Errorf("ReplyContentType = %q, want %q", got, tt.want)
+			meta, _ := mq.ParseMeta(tt.header, time.Now()) // the error reply too goes in the reply content type
+			if got := meta.ReplyContentType(); got != tt.want {
+				t.Errorf("ParseMeta(...).ReplyContentType() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestHeaderValue checks that header names match without regard to case,
+// the exact spelling first, and that values are trimmed.
+func TestHeaderValue(t *testing.T) {
+	tests := []struct {
+		name   string
+		header nats.Header
+		want   string
+	}{
+		{name: "nil header", header: nil, want: ""},
+		{name: "absent", header: nats.Header{"Other": {"x"}}, want: ""},
+		{name: "exact", header: nats.Header{mq.HeaderRequestID: {"id-1"}}, want: "id-1"},
+		{name: "lowercase", header: nats.Header{"switchyard-request-id": {"id-2"}}, want: "id-2"},
+		{name: "uppercase", header: nats.Header{"SWITCHYARD-REQUEST-ID": {"id-3"}}, want: "id-3"},
+		{name: "exact wins", header: nats.Header{"switchyard-request-id": {"other"}, mq.HeaderRequestID: {"id-4"}}, want: "id-4"},
+		{name: "trimmed", header: nats.Header{mq.HeaderRequestID: {"  id-5 \t"}}, want: "id-5"},
+		{name: "first value", header: nats.Header{mq.HeaderRequestID: {"id-6", "id-7"}}, want: "id-6"},
+		{name: "no values", header: nats.Header{mq.HeaderRequestID: {}}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mq.HeaderValue(tt.header, mq.HeaderRequestID); got != tt.want {
+				t.Errorf("HeaderValue = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckRequestID checks the request-id rule that ParseMeta and
+// Request apply.
+func TestCheckRequestID(t *testing.T) {
+	tests := []struct {
+		name string
+		id   string
+		ok   bool
+	}{
+		{name: "none", id: "", ok: true},
+		{name: "printable", id: "req 7/~!", ok: true},
+		{name: "longest", id: strings.Repeat("a", mq.MaxRequestIDLen), ok: true},
+		{name: "too long", id: strings.Repeat("a", mq.MaxRequestIDLen+1)},
+		{name: "tab", id: "a\tb"},
+		{name: "non-ascii", id: "é"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := mq.CheckRequestID(tt.id)
+			if tt.ok {
+				if err != nil {
+					t.Errorf("CheckRequestID(%q) = %v, want nil", tt.id, err)
+				}
+				return
+			}
+			if status.Code(err) != codes.InvalidArgument || !errors.Is(err, mq.ErrHeader) {
+				t.Errorf("CheckRequestID(%q) = %v, want InvalidArgument wrapping ErrHeader", tt.id, err)
+			}
+		})
+	}
+}
+
+func TestQuote(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{name: "short", in: "a\tb", want: `"a\tb"`},
+		{name: "64 bytes", in: strings.Repeat("x", 64), want: `"` + strings.Repeat("x", 64) + `"`},
+		{name: "long", in: strings.Repeat("x", 65), want: `"` + strings.Repeat("x", 64) + `"...`},
+		{name: "cut in a rune", in: strings.Repeat("x", 63) + "éé", want: `"` + strings.Repeat("x", 63) + `"...`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mq.Quote(tt.in); got != tt.want {
+				t.Errorf("Quote = %s, want %s", got, tt.want)
 			}
 		})
 	}

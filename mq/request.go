@@ -64,18 +64,15 @@ func Request(ctx context.Context, nc *nats.Conn, subject string, req, resp proto
 	for _, opt := range opts {
 		opt(&o)
 	}
-	ct, err := parseContentType(o.contentType)
+	ct, err := contentTypeOrDefault(o.contentType)
 	if err != nil {
 		return newError(codes.InvalidArgument, err.Error(), err)
-	}
-	if ct == "" {
-		ct = ContentTypeProtobuf
 	}
 	accept, err := parseContentType(o.accept)
 	if err != nil {
 		return newError(codes.InvalidArgument, err.Error(), err)
 	}
-	if err := checkRequestID(o.requestID); err != nil {
+	if err := CheckRequestID(o.requestID); err != nil {
 		return err
 	}
 	data, err := marshal(ct, req)
@@ -93,15 +90,34 @@ func Request(ctx context.Context, nc *nats.Conn, subject string, req, resp proto
 	if err != nil {
 		return err
 	}
-	rct, err := parseContentType(headerValue(reply.Header, HeaderContentType))
+	return decodeReply(reply, resp, "mq: reply from "+subject)
+}
+
+// DecodeReply reads a reply of the wire contract, however it came (a
+// request's reply, or one published to a subject the requester listens
+// on): an error reply is returned as its status error (StatusFromMsg);
+// a success reply's body is decoded into into, leniently (unknown JSON
+// fields are ignored), in its Content-Type. A reply whose Content-Type
+// or body does not decode is an Internal status error wrapping
+// ErrContentType or ErrDecode.
+func DecodeReply(msg *nats.Msg, into proto.Message) error {
+	if msg == nil {
+		return newError(codes.Internal, "mq: no reply", ErrDecode)
+	}
+	return decodeReply(msg, into, "mq: reply on "+msg.Subject)
+}
+
+// decodeReply is DecodeReply; what names the reply in error messages.
+func decodeReply(msg *nats.Msg, into proto.Message, what string) error {
+	if err := StatusFromMsg(msg); err != nil {
+		return err
+	}
+	ct, err := contentTypeOrDefault(HeaderValue(msg.Header, HeaderContentType))
+	if err == nil {
+		err = unmarshal(ct, msg.Data, into, true)
+	}
 	if err != nil {
-		return newError(codes.Internal, fmt.Sprintf("mq: reply from %s: %v", subject, err), err)
-	}
-	if rct == "" {
-		rct = ContentTypeProtobuf
-	}
-	if err := unmarshal(rct, reply.Data, resp, true); err != nil {
-		return newError(codes.Internal, fmt.Sprintf("mq: reply from %s: %v", subject, err), err)
+		return newError(codes.Internal, fmt.Sprintf("%s: %v", what, err), err)
 	}
 	return nil
 }

@@ -558,3 +558,71 @@ func TestHandWrittenHandler(t *testing.T) {
 		t.Errorf("micro stats %+v, want at least 3 requests and 2 errors", stats.Endpoints)
 	}
 }
+
+// TestPublishReply publishes replies to a subject, as a worker answering
+// a request taken from a stream does, and reads them with DecodeReply:
+// the encoding the request asked for, its request id, error replies that
+// leak no raw error text, and a reply too large sent as RESOURCE_EXHAUSTED.
+func TestPublishReply(t *testing.T) {
+	nc := connect(t)
+	sub, err := nc.SubscribeSync("mqtest.replies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	limit := int(nc.MaxPayload())
+	tests := []struct {
+		name     string
+		meta     mq.Meta
+		resp     *lockv1.DescribeResponse
+		err      error
+		wantCT   string
+		wantCode codes.Code
+		wantMsg  string
+		wantSent error // PublishReply's error
+	}{
+		{name: "protobuf", meta: mq.Meta{RequestID: "r-1"}, resp: &lockv1.DescribeResponse{Name: "n"}, wantCT: mq.ContentTypeProtobuf},
+		{name: "json asked for", meta: mq.Meta{RequestID: "r-2", Accept: mq.ContentTypeJSON}, resp: &lockv1.DescribeResponse{Name: "n"}, wantCT: mq.ContentTypeJSON},
+		{name: "no request id", meta: mq.Meta{ContentType: mq.ContentTypeJSON}, resp: &lockv1.DescribeResponse{Name: "n"}, wantCT: mq.ContentTypeJSON},
+		{name: "status error", meta: mq.Meta{RequestID: "r-3", ContentType: mq.ContentTypeJSON}, err: status.Error(codes.NotFound, "no lock"), wantCT: mq.ContentTypeJSON, wantCode: codes.NotFound, wantMsg: "no lock"},
+		{name: "plain error", meta: mq.Meta{RequestID: "r-4"}, err: errors.New("zk: secret detail"), wantCT: mq.ContentTypeProtobuf, wantCode: codes.Internal, wantMsg: "internal error"},
+		{name: "too large", meta: mq.Meta{RequestID: "r-5"}, resp: &lockv1.DescribeResponse{Name: strings.Repeat("n", limit)}, wantCT: mq.ContentTypeProtobuf, wantCode: codes.ResourceExhausted, wantSent: mq.ErrTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var resp proto.Message
+			if tt.resp != nil {
+				resp = tt.resp
+			}
+			err := mq.PublishReply(nc, "mqtest.replies", tt.meta, resp, tt.err)
+			if (err != nil) != (tt.wantSent != nil) || (tt.wantSent != nil && !errors.Is(err, tt.wantSent)) {
+				t.Fatalf("PublishReply = %v, want %v", err, tt.wantSent)
+			}
+			m, err := sub.NextMsg(testTimeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Header.Get(mq.HeaderContentType); got != tt.wantCT {
+				t.Errorf("Content-Type %q, want %q", got, tt.wantCT)
+			}
+			if got := m.Header.Get(mq.HeaderRequestID); got != tt.meta.RequestID {
+				t.Errorf("request id %q, want %q", got, tt.meta.RequestID)
+			}
+			var got lockv1.DescribeResponse
+			err = mq.DecodeReply(m, &got)
+			if code := status.Code(err); code != tt.wantCode {
+				t.Fatalf("DecodeReply: code %v (%v), want %v", code, err, tt.wantCode)
+			}
+			if tt.wantMsg != "" && status.Convert(err).Message() != tt.wantMsg {
+				t.Errorf("message %q, want %q", status.Convert(err).Message(), tt.wantMsg)
+			}
+			if err == nil && got.GetName() != tt.resp.GetName() {
+				t.Errorf("response name %q, want %q", got.GetName(), tt.resp.GetName())
+			}
+		})
+	}
+
+	if err := mq.PublishReply(nc, "", mq.Meta{}, &lockv1.DescribeResponse{}, nil); !errors.Is(err, mq.ErrNoReply) {
+		t.Errorf("PublishReply to no subject = %v, want ErrNoReply", err)
+	}
+}

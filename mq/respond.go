@@ -52,6 +52,25 @@ func (m msgReplier) send(h nats.Header, body []byte) error {
 	return m.m.RespondMsg(&nats.Msg{Subject: m.m.Reply, Header: h, Data: body})
 }
 
+// publishReplier answers a request that did not come as a NATS request
+// (one taken from a stream, say) by publishing to a subject of its own.
+type publishReplier struct {
+	nc        *nats.Conn
+	to        string
+	requestID string
+}
+
+func (p publishReplier) subject() string     { return p.to }
+func (p publishReplier) reply() string       { return p.to }
+func (p publishReplier) header() nats.Header { return nil }
+func (p publishReplier) data() []byte        { return nil }
+func (p publishReplier) send(h nats.Header, body []byte) error {
+	if p.requestID != "" {
+		h.Set(HeaderRequestID, p.requestID)
+	}
+	return p.nc.PublishMsg(&nats.Msg{Subject: p.to, Header: h, Data: body})
+}
+
 // isMaxPayload reports whether err is NATS refusing a message above the
 // maximum payload. micro's Respond keeps only the text of the NATS error,
 // hence the second test.
@@ -68,11 +87,6 @@ func noReply(rp replier) error {
 // status errors, ready for RespondError; the Meta is returned with them.
 func Decode(r micro.Request, into proto.Message, received time.Time) (Meta, error) {
 	return decode(microReplier{r}, into, received)
-}
-
-// DecodeMsg is Decode for a plain NATS message.
-func DecodeMsg(msg *nats.Msg, into proto.Message, received time.Time) (Meta, error) {
-	return decode(msgReplier{msg}, into, received)
 }
 
 func decode(rp replier, into proto.Message, received time.Time) (Meta, error) {
@@ -111,6 +125,27 @@ func RespondError(r micro.Request, meta Meta, err error) error {
 // RespondMsgError is RespondError for a plain NATS message.
 func RespondMsgError(msg *nats.Msg, meta Meta, err error) error {
 	return respondError(msgReplier{msg}, meta, err)
+}
+
+// PublishReply publishes the reply to a request described by meta to
+// subject over nc, for a request that did not come with a NATS reply
+// subject of its own (one taken from a JetStream stream, say): resp, or
+// with err not nil the error reply of err (see ErrorHeaders), in meta's
+// reply content type, and meta.RequestID, if any, in
+// Switchyard-Request-Id so that a requester awaiting several replies on
+// subject can tell them apart. Encoding failures and replies above nc's
+// maximum payload are answered and reported as Respond does (an error
+// reply whose details do not fit goes with its headers alone). An empty
+// subject is ErrNoReply.
+func PublishReply(nc *nats.Conn, subject string, meta Meta, resp proto.Message, err error) error {
+	if nc == nil {
+		return fmt.Errorf("%w to %s: no connection", ErrReply, subject)
+	}
+	rp := publishReplier{nc: nc, to: subject, requestID: meta.RequestID}
+	if err != nil {
+		return respondError(rp, meta, err)
+	}
+	return respond(rp, meta, resp)
 }
 
 func respond(rp replier, meta Meta, resp proto.Message) error {
@@ -219,9 +254,9 @@ func handlerOpts(opts []HandlerOption) handlerOptions {
 }
 
 func serve[Req, Resp proto.Message](o handlerOptions, rp replier, received time.Time, newReq func() Req, fn HandlerFunc[Req, Resp]) {
-	log := o.log.With("subject", rp.subject())
+	log, subject := o.log, rp.subject() // attributes at the log calls: most requests log nothing
 	if rp.reply() == "" {
-		log.Warn("mq: request dropped", "error", noReply(rp))
+		log.Warn("mq: request dropped", "subject", subject, "error", noReply(rp))
 		return
 	}
 	var meta Meta
@@ -231,23 +266,23 @@ func serve[Req, Resp proto.Message](o handlerOptions, rp replier, received time.
 		if p == nil {
 			return
 		}
-		log.Error("mq: handler panicked", "panic", p, "request_id", meta.RequestID, "stack", string(debug.Stack()))
+		log.Error("mq: handler panicked", "subject", subject, "panic", p, "request_id", meta.RequestID, "stack", string(debug.Stack()))
 		if answered {
 			return
 		}
 		if err := respondError(rp, meta, newError(codes.Internal, internalMessage, ErrPanic)); err != nil {
-			log.Error("mq: cannot send reply", "error", err, "request_id", meta.RequestID)
+			log.Error("mq: cannot send reply", "subject", subject, "error", err, "request_id", meta.RequestID)
 		}
 	}()
 
 	req := newReq()
 	meta, err := decode(rp, req, received)
 	if err != nil {
-		log.Debug("mq: bad request", "error", err, "request_id", meta.RequestID)
+		log.Debug("mq: bad request", "subject", subject, "error", err, "request_id", meta.RequestID)
 		err = respondError(rp, meta, err)
 		answered = true
 		if err != nil {
-			log.Error("mq: cannot send reply", "error", err, "request_id", meta.RequestID)
+			log.Error("mq: cannot send reply", "subject", subject, "error", err, "request_id", meta.RequestID)
 		}
 		return
 	}
@@ -256,7 +291,7 @@ func serve[Req, Resp proto.Message](o handlerOptions, rp replier, received time.
 	resp, err := fn(ctx, meta, req)
 	if err != nil {
 		if _, ok := status.FromError(err); !ok && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
-			log.Error("mq: handler failed", "error", err, "request_id", meta.RequestID)
+			log.Error("mq: handler failed", "subject", subject, "error", err, "request_id", meta.RequestID)
 		}
 		err = respondError(rp, meta, err)
 	} else {
@@ -264,6 +299,6 @@ func serve[Req, Resp proto.Message](o handlerOptions, rp replier, received time.
 	}
 	answered = true
 	if err != nil {
-		log.Error("mq: cannot send reply", "error", err, "request_id", meta.RequestID)
+		log.Error("mq: cannot send reply", "subject", subject, "error", err, "request_id", meta.RequestID)
 	}
 }

@@ -135,8 +135,8 @@ func ErrorHeaders(err error, contentType string) (nats.Header, []byte) {
 }
 
 func statusHeaders(st *status.Status, contentType string) (nats.Header, []byte) {
-	ct, cerr := parseContentType(contentType)
-	if cerr != nil || ct == "" {
+	ct, cerr := contentTypeOrDefault(contentType)
+	if cerr != nil {
 		ct = ContentTypeProtobuf
 	}
 	body, err := marshal(ct, st.Proto())
@@ -158,16 +158,23 @@ func errorHeaderText(st *status.Status) string {
 	if msg == "" {
 		msg = st.Code().String()
 	}
-	msg = strings.Map(func(r rune) rune {
+	return HeaderText(msg, maxErrorHeader)
+}
+
+// HeaderText makes s fit for a header value: control characters (line
+// breaks among them) become spaces, and it is cut to at most n bytes at a
+// rune boundary, invalid UTF-8 dropped.
+func HeaderText(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
 		if r < 0x20 || r == 0x7f {
 			return ' '
 		}
 		return r
-	}, msg)
-	if len(msg) > maxErrorHeader {
-		msg = strings.ToValidUTF8(msg[:maxErrorHeader], "")
+	}, s)
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "")
 	}
-	return msg
+	return s
 }
 
 // StatusFromMsg returns nil if msg is a success reply, or else the error
@@ -180,8 +187,8 @@ func StatusFromMsg(msg *nats.Msg) error {
 	if msg == nil {
 		return nil
 	}
-	codeText := headerValue(msg.Header, HeaderErrorCode)
-	desc := headerValue(msg.Header, HeaderError)
+	codeText := HeaderValue(msg.Header, HeaderErrorCode)
+	desc := HeaderValue(msg.Header, HeaderError)
 	if codeText == "" && desc == "" {
 		return nil
 	}
@@ -190,10 +197,7 @@ func StatusFromMsg(msg *nats.Msg) error {
 		return status.Errorf(codes.Unknown, "%s (%s %q)", desc, HeaderErrorCode, codeText)
 	}
 	code := codes.Code(n)
-	if ct, cerr := parseContentType(headerValue(msg.Header, HeaderContentType)); cerr == nil && len(msg.Data) > 0 {
-		if ct == "" {
-			ct = ContentTypeProtobuf
-		}
+	if ct, cerr := contentTypeOrDefault(HeaderValue(msg.Header, HeaderContentType)); cerr == nil && len(msg.Data) > 0 {
 		var body spb.Status
 		if unmarshal(ct, msg.Data, &body, true) == nil && body.GetCode() == int32(code) {
 			return status.FromProto(&body).Err()

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchyard-dev/switchyard/mq"
+	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
 )
 
 func withInfo(t testing.TB, st *status.Status) *status.Status {
@@ -125,5 +126,65 @@ func TestErrorHeaderBounded(t *testing.T) {
 	}
 	if err := mq.StatusFromMsg(&nats.Msg{Header: h, Data: body}); status.Convert(err).Message() != long {
 		t.Errorf("message from body was cut")
+	}
+}
+
+func TestHeaderText(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		n    int
+		want string
+	}{
+		{name: "plain", in: "lock held", n: 64, want: "lock held"},
+		{name: "control characters", in: "a\nb\r\tc\x7fd", n: 64, want: "a b  c d"},
+		{name: "cut", in: "abcdef", n: 3, want: "abc"},
+		{name: "cut in a rune", in: "aé", n: 2, want: "a"},
+		{name: "empty", in: "", n: 8, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := mq.HeaderText(tt.in, tt.n); got != tt.want {
+				t.Errorf("HeaderText(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestDecodeReply reads replies as they might come: success in either
+// encoding (leniently), error replies, and replies that do not decode,
+// which are Internal.
+func TestDecodeReply(t *testing.T) {
+	pb, _ := mq.Marshal(mq.ContentTypeProtobuf, &lockv1.DescribeResponse{Name: "n"})
+	errH, errBody := mq.ErrorHeaders(status.Error(codes.NotFound, "no lock"), mq.ContentTypeJSON)
+	tests := []struct {
+		name     string
+		msg      *nats.Msg
+		wantCode codes.Code
+		wantErr  error
+		wantName string
+	}{
+		{name: "protobuf", msg: &nats.Msg{Data: pb}, wantName: "n"},
+		{name: "json with a newer field", msg: &nats.Msg{Header: nats.Header{"content-type": {"application/json"}}, Data: []byte(`{"name":"n","futureField":1}`)}, wantName: "n"},
+		{name: "empty body", msg: &nats.Msg{}},
+		{name: "error reply", msg: &nats.Msg{Header: errH, Data: errBody}, wantCode: codes.NotFound},
+		{name: "garbage body", msg: &nats.Msg{Data: []byte{0xff, 0xff, 0xff}}, wantCode: codes.Internal, wantErr: mq.ErrDecode},
+		{name: "unknown content type", msg: &nats.Msg{Header: nats.Header{"Content-Type": {"text/plain"}}, Data: []byte("hi")}, wantCode: codes.Internal, wantErr: mq.ErrContentType},
+		{name: "no message", msg: nil, wantCode: codes.Internal, wantErr: mq.ErrDecode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &lockv1.DescribeResponse{Name: "stale"}
+			err := mq.DecodeReply(tt.msg, resp)
+			if code := status.Code(err); code != tt.wantCode {
+				t.Fatalf("code %v (%v), want %v", code, err, tt.wantCode)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("%v does not wrap %v", err, tt.wantErr)
+			}
+			if err == nil && resp.GetName() != tt.wantName {
+				t.Errorf("response name %q, want %q", resp.GetName(), tt.wantName)
+			}
+		})
 	}
 }

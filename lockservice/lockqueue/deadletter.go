@@ -34,10 +34,10 @@ func (w *Worker) deadLetter(ctx context.Context, h nats.Header, data []byte, seq
 		}
 		out.Header[k] = slices.Clone(vs)
 	}
-	if id := headerValue(h, HeaderMsgID); id != "" {
-		out.Header.Set(HeaderOriginalMsgID, headerText(id, maxReason))
+	if id := mq.HeaderValue(h, HeaderMsgID); id != "" {
+		out.Header.Set(HeaderOriginalMsgID, mq.HeaderText(id, maxReason))
 	}
-	out.Header.Set(HeaderDeadReason, headerText(reason, maxReason))
+	out.Header.Set(HeaderDeadReason, mq.HeaderText(reason, maxReason))
 	if code != codes.OK {
 		out.Header.Set(HeaderDeadCode, strconv.Itoa(int(code)))
 	}
@@ -63,27 +63,10 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-// headerValue returns h's first value for key, matching the name exactly
-// first and then without regard to case, trimmed of surrounding space.
-func headerValue(h nats.Header, key string) string {
-	if h == nil {
-		return ""
-	}
-	if v, ok := h[key]; ok && len(v) > 0 {
-		return strings.TrimSpace(v[0])
-	}
-	for k, v := range h {
-		if len(v) > 0 && strings.EqualFold(k, key) {
-			return strings.TrimSpace(v[0])
-		}
-	}
-	return ""
-}
-
 // replyTarget returns the Switchyard-Reply-To subject of h, or "" if it
 // is missing or not a subject one can publish to.
 func replyTarget(h nats.Header) string {
-	s := headerValue(h, HeaderReplyTo)
+	s := mq.HeaderValue(h, HeaderReplyTo)
 	if !publishable(s) {
 		return ""
 	}
@@ -110,39 +93,4 @@ func publishable(s string) bool {
 		}
 	}
 	return true
-}
-
-// validRequestID reports whether id may go in Switchyard-Request-Id.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > mq.MaxRequestIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; c < 0x20 || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// headerText makes s fit for a header value: one line, at most n bytes.
-func headerText(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(s) > n {
-		s = strings.ToValidUTF8(s[:n], "")
-	}
-	return s
-}
-
-// clip bounds a value quoted in an error message.
-func clip(s string) string {
-	if len(s) > 64 {
-		return strings.ToValidUTF8(s[:64], "") + "..."
-	}
-	return s
 }

@@ -100,7 +100,9 @@
 //     contradict each other) or an error that retrying cannot mend
 //     (INVALID_ARGUMENT, PERMISSION_DENIED, NOT_FOUND, INTERNAL, ...):
 //     the worker publishes the dead letter, then the error reply (when
-//     there is a reply subject), then terminates the message (Term). A
+//     there is a reply subject; an error that is not a lock-service
+//     status is INTERNAL "internal error" there, its text kept in the
+//     dead letter's reason), then terminates the message (Term). A
 //     message that fails MaxDeliver times (retryable errors each time):
 //     on the advisory, every Worker reads the message from the stream
 //     (by its stream_seq), publishes the dead letter with the reason

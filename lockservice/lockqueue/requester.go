@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -13,8 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/switchyard-dev/switchyard/lockservice"
 	"github.com/switchyard-dev/switchyard/mq"
@@ -46,8 +43,6 @@ func WithDeadline(t time.Time) EnqueueOption {
 	return func(o *enqueueOptions) { o.deadline = t }
 }
 
-var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-
 // Enqueue publishes req to the queue (QueueSubject) for the workers to
 // grant, with replyTo as the subject that its outcome is published to
 // (a lockv1.AcquireResponse, or an error reply as package mq writes them,
@@ -68,13 +63,14 @@ func Enqueue(ctx context.Context, js jetstream.JetStream, req *lockv1.AcquireReq
 		opt(&o)
 	}
 	rid := req.GetRequestId()
-	switch {
-	case rid == "":
+	if rid == "" {
 		return nil, status.Error(codes.InvalidArgument, "lockqueue: a queued acquire needs a request id")
-	case len(rid) > lockservice.MaxRequestID || !requestIDPattern.MatchString(rid):
-		return nil, status.Errorf(codes.InvalidArgument, "lockqueue: request id %q: want 1 to %d of [A-Za-z0-9_-]", clip(rid), lockservice.MaxRequestID)
-	case !publishable(replyTo):
-		return nil, status.Errorf(codes.InvalidArgument, "lockqueue: reply subject %q is not a subject one can publish to", clip(replyTo))
+	}
+	if err := lockservice.CheckRequestID(rid); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "lockqueue: %s", status.Convert(err).Message())
+	}
+	if !publishable(replyTo) {
+		return nil, status.Errorf(codes.InvalidArgument, "lockqueue: reply subject %s is not a subject one can publish to", mq.Quote(replyTo))
 	}
 	ct := o.contentType
 	if ct == "" {
@@ -153,7 +149,7 @@ func (r *Requester) Inbox() string { return r.inbox }
 // deliver hands a reply to the request awaiting it; a reply for a request
 // already answered (a duplicate) or forgotten is dropped.
 func (r *Requester) deliver(m *nats.Msg) {
-	rid := headerValue(m.Header, mq.HeaderRequestID)
+	rid := mq.HeaderValue(m.Header, mq.HeaderRequestID)
 	r.mu.Lock()
 	ch := r.pending[rid]
 	delete(r.pending, rid)
@@ -275,25 +271,12 @@ func (r *Requester) Close() error {
 	return nil
 }
 
-// decodeReply reads a worker's reply: an error reply as a status error,
-// or the lease, decoded leniently as the mq contract says for replies.
+// decodeReply reads a worker's reply (mq.DecodeReply): an error reply as
+// its status error, or the lease.
 func decodeReply(m *nats.Msg) (*lockv1.Lease, error) {
-	if err := mq.StatusFromMsg(m); err != nil {
-		return nil, err
-	}
 	resp := &lockv1.AcquireResponse{}
-	var err error
-	ct, cerr := mq.RequestContentType(m.Header)
-	switch {
-	case cerr != nil:
-		err = cerr
-	case ct == mq.ContentTypeJSON:
-		err = protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(m.Data, resp)
-	default:
-		err = proto.Unmarshal(m.Data, resp)
-	}
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "lockqueue: a reply that does not decode: %v", err)
+	if err := mq.DecodeReply(m, resp); err != nil {
+		return nil, err
 	}
 	if resp.GetLease() == nil {
 		return nil, status.Error(codes.Internal, "lockqueue: a reply without a lease")

@@ -44,9 +44,7 @@ const (
 // and the NATS connection.
 type Worker struct {
 	js      jetstream.JetStream
-	nc      *nats.Conn
 	srv     *lockservice.Server
-	replica string
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
@@ -77,6 +75,8 @@ type maxDeliveries struct {
 	Consumer   string `json:"consumer"`
 	StreamSeq  uint64 `json:"stream_seq"`
 	Deliveries uint64 `json:"deliveries"`
+
+	arrived time.Time // when the Worker received it (not in the JSON)
 }
 
 // Start makes sure that QueueStream, DeadStream and the consumer exist
@@ -97,7 +97,7 @@ func Start(ctx context.Context, js jetstream.JetStream, srv *lockservice.Server,
 		return nil, err
 	}
 	w := &Worker{
-		js: js, nc: js.Conn(), srv: srv, replica: srv.Replica(), cfg: cfg, metrics: m,
+		js: js, srv: srv, cfg: cfg, metrics: m,
 		log:      cfg.Logger.With("replica", srv.Replica()),
 		advq:     make(chan maxDeliveries, 1024),
 		lastErr:  make(map[uint64]string, lastErrors),
@@ -108,13 +108,13 @@ func Start(ctx context.Context, js jetstream.JetStream, srv *lockservice.Server,
 		w.stop()
 		return nil, err
 	}
-	w.adv, err = w.nc.Subscribe(MaxDeliveriesAdvisory, w.onAdvisory)
+	w.adv, err = js.Conn().Subscribe(MaxDeliveriesAdvisory, w.onAdvisory)
 	if err != nil {
 		w.stop()
 		return nil, fmt.Errorf("lockqueue: subscribing to %s: %w", MaxDeliveriesAdvisory, err)
 	}
 	// The server has the advisory subscription before the first pull.
-	if err := w.nc.FlushTimeout(apiTimeout); err != nil {
+	if err := js.Conn().FlushTimeout(apiTimeout); err != nil {
 		return nil, errors.Join(fmt.Errorf("lockqueue: flushing the advisory subscription: %w", err), w.Close())
 	}
 	w.wg.Go(w.advisories)
@@ -283,14 +283,14 @@ func (w *Worker) handle(m jetstream.Msg) {
 // INVALID_ARGUMENT: the message can never be granted.
 func (w *Worker) parse(r *request) error {
 	r.replyTo = replyTarget(r.header)
-	r.rid = headerValue(r.header, HeaderMsgID)
+	r.rid = mq.HeaderValue(r.header, HeaderMsgID)
 	meta, err := mq.ParseMeta(r.header, r.stored)
 	r.meta = meta
 	if err != nil && status.Code(err) != codes.DeadlineExceeded { // a deadline before the message was stored is past: handled below
 		return err
 	}
-	if rt := headerValue(r.header, HeaderReplyTo); r.replyTo == "" && rt != "" {
-		return status.Errorf(codes.InvalidArgument, "%s %q is not a subject one can publish to", HeaderReplyTo, clip(rt))
+	if rt := mq.HeaderValue(r.header, HeaderReplyTo); r.replyTo == "" && rt != "" {
+		return status.Errorf(codes.InvalidArgument, "%s %s is not a subject one can publish to", HeaderReplyTo, mq.Quote(rt))
 	}
 	req := &lockv1.AcquireRequest{}
 	if err := mq.Unmarshal(meta.ContentType, r.data, req); err != nil {
@@ -304,10 +304,10 @@ func (w *Worker) parse(r *request) error {
 	case req.GetRequestId() == "":
 		req.RequestId = r.rid
 	case req.GetRequestId() != r.rid:
-		return status.Errorf(codes.InvalidArgument, "request id %q in the body and %q in %s differ", clip(req.GetRequestId()), clip(r.rid), HeaderMsgID)
+		return status.Errorf(codes.InvalidArgument, "request id %s in the body and %s in %s differ", mq.Quote(req.GetRequestId()), mq.Quote(r.rid), HeaderMsgID)
 	}
 	if meta.RequestID != "" && meta.RequestID != r.rid {
-		return status.Errorf(codes.InvalidArgument, "request id %q in %s and %q in %s differ", clip(meta.RequestID), mq.HeaderRequestID, clip(r.rid), HeaderMsgID)
+		return status.Errorf(codes.InvalidArgument, "request id %s in %s and %s in %s differ", mq.Quote(meta.RequestID), mq.HeaderRequestID, mq.Quote(r.rid), HeaderMsgID)
 	}
 	req.Wait = true
 	r.req = req
@@ -326,7 +326,7 @@ func (w *Worker) acquire(r *request) {
 	stop := w.inProgress(r.msg)
 	resp, err := w.srv.Acquire(ctx, r.req)
 	lease := resp.GetLease()
-	if replica, ok := lockclient.OtherReplica(err); ok && replica != w.replica {
+	if replica, ok := lockclient.OtherReplica(err); ok && replica != w.srv.Replica() {
 		// The request's node lives at another replica: a delivery there
 		// is still waiting, or was granted and could not send its reply.
 		// Ask that replica's front door, which answers with the lease.
@@ -350,7 +350,7 @@ func (w *Worker) acquire(r *request) {
 // forward asks replica's NATS front door for the lease of r's request id.
 func (w *Worker) forward(ctx context.Context, replica string, r *request) (*lockv1.Lease, error) {
 	resp := &lockv1.AcquireResponse{}
-	err := mq.Request(ctx, w.nc, lockmq.ReplicaSubject(replica, lockmq.OpAcquire), r.req, resp, mq.WithRequestID(r.rid))
+	err := mq.Request(ctx, w.js.Conn(), lockmq.ReplicaSubject(replica, lockmq.OpAcquire), r.req, resp, mq.WithRequestID(r.rid))
 	if err != nil {
 		return nil, err
 	}
@@ -442,10 +442,12 @@ func (w *Worker) retryDelay(r *request) time.Duration {
 
 // reject dead-letters r with err's status as the reason, tells the
 // requester, and terminates the message. Without a dead letter it does
-// not terminate: the message is delivered again.
+// not terminate: the message is delivered again. An err that is not a
+// status is INTERNAL: its text goes in the dead letter's reason, and the
+// requester gets mq's "internal error" without it.
 func (w *Worker) reject(r *request, err error, prefix string) {
-	st := status.Convert(err)
-	if _, ok := status.FromError(err); !ok {
+	st, ok := status.FromError(err)
+	if !ok {
 		st = status.New(codes.Internal, err.Error())
 	}
 	reason := fmt.Sprintf("%s%s: %s", prefix, codeName(st.Code()), st.Message())
@@ -461,12 +463,12 @@ func (w *Worker) reject(r *request, err error, prefix string) {
 	}
 	if !dup {
 		log.Warn("lockqueue: dead-lettered")
-		if rerr := w.reply(r, nil, st.Err()); rerr != nil {
+		if rerr := w.reply(r, nil, err); rerr != nil {
 			log.Warn("lockqueue: cannot send a reply", "err", rerr)
 		}
 		w.metrics.died()
 	}
-	if terr := r.msg.TermWithReason(headerText(reason, 256)); terr != nil {
+	if terr := r.msg.TermWithReason(mq.HeaderText(reason, 256)); terr != nil {
 		log.Warn("lockqueue: terminating a dead-lettered message", "err", terr)
 	}
 	w.forget(r.seq)
@@ -515,44 +517,28 @@ func (w *Worker) inProgress(m jetstream.Msg) func() {
 	})
 }
 
-// reply publishes r's outcome to its reply subject: resp, or the error
-// reply of err, in the encoding the request asked for, with its request
-// id. Nothing is sent for a request without a reply subject.
+// reply publishes r's outcome to its reply subject (mq.PublishReply):
+// resp, or the error reply of err, in the encoding the request asked for,
+// with its request id. Nothing is sent for a request without a reply
+// subject.
 func (w *Worker) reply(r *request, resp proto.Message, err error) error {
 	if r.replyTo == "" {
 		return nil
 	}
-	ct := r.meta.ReplyContentType()
-	var h nats.Header
-	var body []byte
-	if err != nil {
-		h, body = mq.ErrorHeaders(err, ct)
-	} else {
-		var merr error
-		body, merr = mq.Marshal(ct, resp)
-		if merr != nil {
-			h, body = mq.ErrorHeaders(status.Error(codes.Internal, "internal error"), ct)
-			w.log.Error("lockqueue: encoding a reply", "err", merr)
-		} else {
-			h = nats.Header{}
-			h.Set(mq.HeaderContentType, ct)
-		}
+	meta := r.meta
+	meta.RequestID = ""
+	if r.rid != "" && mq.CheckRequestID(r.rid) == nil {
+		meta.RequestID = r.rid
 	}
-	if validRequestID(r.rid) {
-		h.Set(mq.HeaderRequestID, r.rid)
-	}
-	if err := w.nc.PublishMsg(&nats.Msg{Subject: r.replyTo, Header: h, Data: body}); err != nil {
-		return fmt.Errorf("lockqueue: publishing to %s: %w", r.replyTo, err)
-	}
-	return nil
+	return mq.PublishReply(w.js.Conn(), r.replyTo, meta, resp, err)
 }
 
 // onAdvisory takes a max-deliveries advisory off the subscription's
 // goroutine.
 func (w *Worker) onAdvisory(m *nats.Msg) {
-	var a maxDeliveries
+	a := maxDeliveries{arrived: time.Now()}
 	if err := json.Unmarshal(m.Data, &a); err != nil || a.StreamSeq == 0 {
-		w.log.Warn("lockqueue: a max-deliveries advisory that does not parse", "data", clip(string(m.Data)), "err", err)
+		w.log.Warn("lockqueue: a max-deliveries advisory that does not parse", "data", mq.Quote(string(m.Data)), "err", err)
 		return
 	}
 	if a.Stream != QueueStream || a.Consumer != Consumer {
@@ -576,7 +562,7 @@ func (w *Worker) advisories() {
 		case <-w.ctx.Done():
 			return
 		case a := <-w.advq:
-			w.abandoned(a.StreamSeq, a.Deliveries, false)
+			w.abandoned(a.StreamSeq, a.Deliveries, a.arrived)
 		case <-t.C:
 			w.sweep()
 		}
@@ -633,13 +619,20 @@ func (w *Worker) sweep() {
 }
 
 // abandoned dead-letters message seq of QueueStream, which JetStream
-// delivered deliveries times and gave up on.
-func (w *Worker) abandoned(seq, deliveries uint64, swept bool) {
+// delivered deliveries times and gave up on, as its advisory (received
+// at arrived) said. Not knowing the last error, it waits until
+// unknownErrorGrace after arrived: a backlog of advisories waits once, not
+// once each.
+func (w *Worker) abandoned(seq, deliveries uint64, arrived time.Time) {
 	if _, known := w.lastError(seq); !known {
-		select {
-		case <-time.After(unknownErrorGrace):
-		case <-w.ctx.Done():
-			return
+		if wait := time.Until(arrived.Add(unknownErrorGrace)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-w.ctx.Done():
+				t.Stop()
+				return
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, apiTimeout)
@@ -655,7 +648,7 @@ func (w *Worker) abandoned(seq, deliveries uint64, swept bool) {
 		}
 		return
 	}
-	w.abandonedMsg(ctx, raw, deliveries, swept)
+	w.abandonedMsg(ctx, raw, deliveries, false)
 }
 
 // abandonedMsg dead-letters raw with the reason, answers its requester
@@ -670,7 +663,7 @@ func (w *Worker) abandonedMsg(ctx context.Context, raw *jetstream.RawStreamMsg, 
 	if swept {
 		reason = fmt.Sprintf("given up on by JetStream after at most %d deliveries (found by a sweep: its advisory was missed): %s", deliveries, last)
 	}
-	log := w.log.With("seq", seq, "request_id", headerValue(raw.Header, HeaderMsgID), "reason", reason)
+	log := w.log.With("seq", seq, "request_id", mq.HeaderValue(raw.Header, HeaderMsgID), "reason", reason)
 	dup, err := w.deadLetter(ctx, raw.Header, raw.Data, seq, deliveries, reason, codes.Unavailable)
 	if err != nil {
 		log.Error("lockqueue: cannot dead-letter a message that hit MaxDeliver; a sweep will", "err", err)
@@ -678,7 +671,7 @@ func (w *Worker) abandonedMsg(ctx context.Context, raw *jetstream.RawStreamMsg, 
 	}
 	if !dup {
 		log.Warn("lockqueue: dead-lettered")
-		r := &request{seq: seq, header: raw.Header, replyTo: replyTarget(raw.Header), rid: headerValue(raw.Header, HeaderMsgID)}
+		r := &request{seq: seq, header: raw.Header, replyTo: replyTarget(raw.Header), rid: mq.HeaderValue(raw.Header, HeaderMsgID)}
 		r.meta, _ = mq.ParseMeta(raw.Header, raw.Time)
 		if rerr := w.reply(r, nil, status.Error(codes.Unavailable, reason)); rerr != nil {
 			log.Warn("lockqueue: cannot send a reply", "err", rerr)
