@@ -33,7 +33,8 @@
 //
 //	switchyard.lock.v1.cancel          a requester gave up the acquire named by its
 //	                                   Switchyard-Request-Id header; the replica where it
-//	                                   waits ends the wait and deletes its node
+//	                                   waits ends the wait (every wait with that id, when
+//	                                   retries joined it) and deletes its node
 //	switchyard.lock.v1.events.<name>   LockEvent: every grant, release, expiry and loss
 //
 // # Events

@@ -38,8 +38,8 @@ type Door struct {
 
 	mu      sync.Mutex
 	closed  bool
-	waiting map[string]context.CancelFunc // acquires in flight, by request id
-	wg      sync.WaitGroup                // handlers
+	waiting map[string]map[*waiter]struct{} // acquires in flight, by request id
+	wg      sync.WaitGroup                  // handlers
 	once    sync.Once
 	err     error
 }
@@ -86,7 +86,7 @@ func Serve(nc *nats.Conn, srv *lockservice.Server, opts ...Option) (*Door, error
 		return nil, fmt.Errorf("lockmq: max in flight %d: want 1 or more", o.maxInFlight)
 	}
 	replica := srv.Replica()
-	d := &Door{nc: nc, log: o.log.With("replica", replica), inFlight: make(chan struct{}, o.maxInFlight), waiting: map[string]context.CancelFunc{}}
+	d := &Door{nc: nc, log: o.log.With("replica", replica), inFlight: make(chan struct{}, o.maxInFlight), waiting: map[string]map[*waiter]struct{}{}}
 	d.ctx, d.stop = context.WithCancel(context.Background())
 
 	svc, err := micro.AddService(nc, micro.Config{
@@ -206,32 +206,56 @@ func (d *Door) async(h micro.Handler) micro.Handler {
 	})
 }
 
+// waiter is one acquire in flight that a cancel can end.
+type waiter struct{ cancel context.CancelFunc }
+
 // cancellable registers an acquire under its request id so that a
-// message on CancelSubject can end its wait. done unregisters it.
+// message on CancelSubject can end its wait. done unregisters it. Several
+// acquires may share a request id (a requester's retries, which the
+// Server joins): each is registered apart, and a cancel ends them all.
 func (d *Door) cancellable(ctx context.Context, rid string) (context.Context, func()) {
 	if rid == "" {
 		return ctx, func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	w := &waiter{cancel: cancel}
 	d.mu.Lock()
-	d.waiting[rid] = cancel
+	ws := d.waiting[rid]
+	if ws == nil {
+		ws = map[*waiter]struct{}{}
+		d.waiting[rid] = ws
+	}
+	ws[w] = struct{}{}
 	d.mu.Unlock()
 	return ctx, func() {
 		d.mu.Lock()
-		delete(d.waiting, rid)
+		delete(ws, w)
+		if len(ws) == 0 {
+			delete(d.waiting, rid) // ws is still d.waiting[rid]: it goes only once empty
+		}
 		d.mu.Unlock()
 		cancel()
 	}
 }
 
-// cancel handles a message on CancelSubject.
+// cancel handles a message on CancelSubject: it ends every acquire
+// waiting here with the message's request id.
 func (d *Door) cancel(m *nats.Msg) {
-	rid := m.Header.Get(mq.HeaderRequestID)
+	rid := mq.HeaderValue(m.Header, mq.HeaderRequestID)
+	if rid == "" {
+		return
+	}
 	d.mu.Lock()
-	cancel := d.waiting[rid]
+	ws := d.waiting[rid]
+	cancels := make([]context.CancelFunc, 0, len(ws))
+	for w := range ws {
+		cancels = append(cancels, w.cancel)
+	}
 	d.mu.Unlock()
-	if cancel != nil {
-		d.log.Debug("lockmq: acquire cancelled by its requester", "request_id", rid)
+	if len(cancels) > 0 {
+		d.log.Debug("lockmq: acquire cancelled by its requester", "request_id", rid, "waits", len(cancels))
+	}
+	for _, cancel := range cancels {
 		cancel()
 	}
 }

@@ -59,13 +59,13 @@ func DecodeEvent(m *nats.Msg) (*lockv1.LockEvent, lockservice.BroadcastMeta, err
 		return nil, lockservice.BroadcastMeta{}, err
 	}
 	var meta lockservice.BroadcastMeta
-	if t := m.Header.Get(HeaderEventTerm); t != "" {
+	if t := mq.HeaderValue(m.Header, HeaderEventTerm); t != "" {
 		term, err := strconv.ParseUint(t, 10, 64)
 		if err != nil {
 			return nil, meta, fmt.Errorf("lockmq: %s %q: %w", HeaderEventTerm, t, err)
 		}
 		meta.Term = term
 	}
-	meta.Snapshot = m.Header.Get(HeaderEventSnapshot) == "true"
+	meta.Snapshot = mq.HeaderValue(m.Header, HeaderEventSnapshot) == "true"
 	return ev, meta, nil
 }

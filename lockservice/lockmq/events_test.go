@@ -192,3 +192,38 @@ func TestEventsBroadcast(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeEvent reads the event headers in any case, as the package doc
+// promises header names match.
+func TestDecodeEvent(t *testing.T) {
+	data, err := mq.Marshal(mq.ContentTypeProtobuf, &lockv1.LockEvent{Name: "orders/42", Token: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		header  nats.Header
+		want    lockservice.BroadcastMeta
+		wantErr bool
+	}{
+		{name: "none", header: nats.Header{}},
+		{name: "as written", header: nats.Header{lockmq.HeaderEventTerm: {"3"}, lockmq.HeaderEventSnapshot: {"true"}}, want: lockservice.BroadcastMeta{Term: 3, Snapshot: true}},
+		{name: "lowercase", header: nats.Header{"switchyard-event-term": {"4"}, "switchyard-event-snapshot": {"true"}}, want: lockservice.BroadcastMeta{Term: 4, Snapshot: true}},
+		{name: "not a snapshot", header: nats.Header{lockmq.HeaderEventTerm: {"5"}, lockmq.HeaderEventSnapshot: {"false"}}, want: lockservice.BroadcastMeta{Term: 5}},
+		{name: "bad term", header: nats.Header{lockmq.HeaderEventTerm: {"five"}}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, meta, err := lockmq.DecodeEvent(&nats.Msg{Subject: lockmq.EventSubject("orders/42"), Header: tt.header, Data: data})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("DecodeEvent error %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if meta != tt.want || ev.GetName() != "orders/42" || ev.GetToken() != 7 {
+				t.Errorf("DecodeEvent = %v, %+v, want orders/42 token 7, %+v", ev, meta, tt.want)
+			}
+		})
+	}
+}

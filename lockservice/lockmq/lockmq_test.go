@@ -3,6 +3,7 @@ package lockmq_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/switchyard-dev/switchyard/internal/lbtest"
 	"github.com/switchyard-dev/switchyard/internal/locktest"
@@ -20,39 +23,83 @@ import (
 	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
 	"github.com/switchyard-dev/switchyard/mq"
 	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
+	"github.com/switchyard-dev/switchyard/registry"
 )
 
 func TestMain(m *testing.M) { zktest.Main(m) }
 
-// stack is NATS, ZooKeeper and lock-service replicas, each with its NATS
-// front door.
+// stack is NATS and ZooKeeper, for lock-service replicas each with its
+// NATS front door.
 type stack struct {
-	url      string
-	replicas []*locktest.Replica
-	doors    []*lockmq.Door
+	url    string
+	reg    *registry.Client
+	zkAddr string
 }
 
+// startStack starts NATS and a replica with its door for each of ids.
 func startStack(t *testing.T, ids ...string) *stack {
 	t.Helper()
-	ns := natstest.Start(t)
-	reg := lbtest.Dial(t)
-	zkAddr := zktest.Shared(t).Addr(0)
-	st := &stack{url: ns.ClientURL()}
+	st := &stack{url: natstest.Start(t).ClientURL(), reg: lbtest.Dial(t), zkAddr: zktest.Shared(t).Addr(0)}
 	for _, id := range ids {
-		r := locktest.StartReplica(t, reg, zkAddr, id, 4*time.Second)
-		d, err := lockmq.Serve(natstest.Connect(t, st.url), r.Server, lockmq.WithLogger(zktest.Logger(t)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := d.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-		st.replicas = append(st.replicas, r)
-		st.doors = append(st.doors, d)
+		st.serve(t, id, 4*time.Second)
 	}
 	return st
+}
+
+// serve starts replica id, with a ZooKeeper session timeout of session,
+// and its door, with opts; both end with t.
+func (st *stack) serve(t *testing.T, id string, session time.Duration, opts ...lockmq.Option) (*locktest.Replica, *lockmq.Door) {
+	t.Helper()
+	r := locktest.StartReplica(t, st.reg, st.zkAddr, id, session)
+	d, err := lockmq.Serve(natstest.Connect(t, st.url), r.Server, append([]lockmq.Option{lockmq.WithLogger(zktest.Logger(t))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return r, d
+}
+
+// holdFor is the session timeout of a replica whose tests hold a lock
+// while others wait for it, and the TTL of that lease: longer than the
+// tests' contexts, so the lease outlasts the waits unrenewed.
+const holdFor = time.Minute
+
+// hold takes the lock name at r's server, for holdFor, and releases it
+// when t ends (a replica closes only once its leases have ended).
+func hold(ctx context.Context, t *testing.T, r *locktest.Replica, name string) *lockv1.Lease {
+	t.Helper()
+	resp, err := r.Server.Acquire(ctx, &lockv1.AcquireRequest{Name: name, Ttl: durationpb.New(holdFor)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := resp.GetLease()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := r.Server.Release(ctx, &lockv1.ReleaseRequest{Name: name, LeaseId: lease.GetLeaseId(), Token: lease.GetToken()}); err != nil {
+			t.Errorf("releasing %s: %v", name, err)
+		}
+	})
+	return lease
+}
+
+// awaitWaiting waits until n acquires with request id rid wait at d,
+// failing if one of them ends first (on errs) or ctx ends.
+func awaitWaiting(ctx context.Context, t *testing.T, d *lockmq.Door, rid string, n int, errs <-chan error) {
+	t.Helper()
+	for d.Waiting(rid) < n {
+		select {
+		case err := <-errs:
+			t.Fatalf("an acquire of request %q ended before it was waiting: %v", rid, err)
+		case <-ctx.Done():
+			t.Fatalf("%d acquires of request %q are not all waiting: %v", n, rid, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // TestConformanceNATS runs the lock service's conformance suite, unchanged,
@@ -279,12 +326,110 @@ func TestToken(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"%", "%G0", "a%2", "%C3"} {
-		if bad == "%" {
-			continue // Token("")
-		}
+	for _, bad := range []string{"%G0", "a%2", "%C3"} {
 		if got, err := lockmq.Untoken(bad); err == nil {
 			t.Errorf("Untoken(%q) = %q, want an error", bad, got)
 		}
+	}
+}
+
+// TestCancel sends acquires with one request id, as a requester retrying
+// does, that join one wait on a held lock at one replica; a message on
+// CancelSubject ends them all, whatever case its header name is in.
+func TestCancel(t *testing.T) {
+	st := startStack(t)
+	r, d := st.serve(t, "cancel-one", holdFor)
+	nc := natstest.Connect(t, st.url)
+	tests := []struct {
+		name   string
+		header string // the name the cancel's request id goes under
+		waits  int
+	}{
+		{name: "one wait", header: mq.HeaderRequestID, waits: 1},
+		{name: "two waits", header: mq.HeaderRequestID, waits: 2},
+		{name: "lowercase header", header: strings.ToLower(mq.HeaderRequestID), waits: 2},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The acquires wait until cancelled; without the cancel they
+			// would end at this deadline, DEADLINE_EXCEEDED, the lock
+			// still held.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			name := fmt.Sprintf("cancel/%d", i)
+			hold(ctx, t, r, name)
+			rid := fmt.Sprintf("cancel-%d", i)
+			errs := make(chan error, tt.waits)
+			for range tt.waits {
+				go func() {
+					errs <- mq.Request(ctx, nc, lockmq.AcquireSubject,
+						&lockv1.AcquireRequest{Name: name, RequestId: rid, Wait: true}, &lockv1.AcquireResponse{})
+				}()
+			}
+			awaitWaiting(ctx, t, d, rid, tt.waits, errs)
+
+			m := nats.NewMsg(lockmq.CancelSubject)
+			m.Header[tt.header] = []string{rid}
+			if err := nc.PublishMsg(m); err != nil {
+				t.Fatal(err)
+			}
+			for range tt.waits {
+				if err := <-errs; status.Code(err) != codes.Canceled {
+					t.Errorf("a cancelled acquire ended with %v, want CANCELLED", err)
+				}
+			}
+			if n := d.Waiting(rid); n != 0 {
+				t.Errorf("%d acquires of %q still registered after they ended", n, rid)
+			}
+		})
+	}
+}
+
+// TestMaxInFlight gives a door room for one request: while a blocking
+// acquire holds it, every other request is refused RESOURCE_EXHAUSTED at
+// once.
+func TestMaxInFlight(t *testing.T) {
+	st := startStack(t)
+	r, d := st.serve(t, "inflight-one", holdFor, lockmq.WithMaxInFlight(1))
+	nc := natstest.Connect(t, st.url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const name, rid = "inflight/x", "inflight-wait"
+	lease := hold(ctx, t, r, name)
+	errs := make(chan error, 1)
+	go func() {
+		errs <- mq.Request(ctx, nc, lockmq.AcquireSubject,
+			&lockv1.AcquireRequest{Name: name, RequestId: rid, Wait: true}, &lockv1.AcquireResponse{})
+	}()
+	awaitWaiting(ctx, t, d, rid, 1, errs)
+
+	tests := []struct {
+		name    string
+		subject string
+		req     proto.Message
+		resp    proto.Message
+	}{
+		{"acquire", lockmq.AcquireSubject, &lockv1.AcquireRequest{Name: "inflight/y", Wait: true}, &lockv1.AcquireResponse{}},
+		{"try_acquire", lockmq.TryAcquireSubject, &lockv1.AcquireRequest{Name: "inflight/y"}, &lockv1.AcquireResponse{}},
+		{"describe", lockmq.DescribeSubject, &lockv1.DescribeRequest{Name: name}, &lockv1.DescribeResponse{}},
+		{"keep_alive", lockmq.ReplicaSubject("inflight-one", lockmq.OpKeepAlive),
+			&lockv1.KeepAliveRequest{Name: name, LeaseId: lease.GetLeaseId(), Token: lease.GetToken()}, &lockv1.KeepAliveResponse{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := mq.Request(ctx, nc, tt.subject, tt.req, tt.resp)
+			if status.Code(err) != codes.ResourceExhausted {
+				t.Errorf("a request while the one slot is taken: %v, want RESOURCE_EXHAUSTED", err)
+			}
+		})
+	}
+
+	m := nats.NewMsg(lockmq.CancelSubject)
+	m.Header.Set(mq.HeaderRequestID, rid)
+	if err := nc.PublishMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errs; status.Code(err) != codes.Canceled {
+		t.Errorf("the waiting acquire ended with %v, want CANCELLED", err)
 	}
 }
