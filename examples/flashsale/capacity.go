@@ -22,9 +22,11 @@ type Capacity struct {
 }
 
 // NewCapacity returns a Capacity of perSecond purchases a second. onAdmit,
-// if not nil, is called with the time of every admission (from the
-// admitted purchase's goroutine): that is the downstream rate a
-// measurement sees.
+// if not nil, is called (from the admitted purchase's goroutine) with the
+// instant the bucket admitted it: that is the downstream rate a
+// measurement sees. It is the bucket's own schedule, not the moment the
+// goroutine woke, so a process stalled for a while does not record the
+// admissions that fell due in the stall as a burst after it.
 func NewCapacity(perSecond float64, onAdmit func(time.Time)) (*Capacity, error) {
 	if perSecond <= 0 {
 		return nil, fmt.Errorf("flashsale: capacity %v a second: want more than 0", perSecond)
@@ -39,16 +41,33 @@ func (c *Capacity) Admitted() int64 { return c.admitted.Load() }
 // fails at once, wrapping ErrNoCapacity and context.DeadlineExceeded, when
 // ctx's deadline would pass first, and with ctx's error when ctx ends
 // while it waits; a purchase that fails here has taken no capacity.
+//
+// It is rate.Limiter.Wait written out, because onAdmit needs the
+// reservation's instant.
 func (c *Capacity) Wait(ctx context.Context) error {
-	if err := c.lim.Wait(ctx); err != nil {
-		if ctx.Err() != nil {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("flashsale: waiting for capacity: %w", err)
+	}
+	now := time.Now()
+	r := c.lim.ReserveN(now, 1) // always OK: the burst is 1 and the rate finite
+	at := now.Add(r.DelayFrom(now))
+	if deadline, ok := ctx.Deadline(); ok && deadline.Before(at) {
+		r.CancelAt(now)
+		return fmt.Errorf("%w (%v a second): %w", ErrNoCapacity, c.perSecond, context.DeadlineExceeded)
+	}
+	if d := at.Sub(now); d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			r.Cancel()
 			return fmt.Errorf("flashsale: waiting for capacity: %w", ctx.Err())
 		}
-		return fmt.Errorf("%w (%v a second): %w", ErrNoCapacity, c.perSecond, context.DeadlineExceeded)
 	}
 	c.admitted.Add(1)
 	if c.onAdmit != nil {
-		c.onAdmit(time.Now())
+		c.onAdmit(at)
 	}
 	return nil
 }
