@@ -335,8 +335,8 @@ func (w *Worker) acquire(r *request) {
 			stop()
 			w.log.Info("lockqueue: the request's lease is at another replica, which did not answer here; dropped",
 				"seq", r.seq, "request_id", r.rid, "lock", r.req.GetName(), "replica_holding", replica, "err", err)
+			w.metrics.drop(dropOtherReplica) // before the ack, as ack says
 			w.ack(r)
-			w.metrics.drop(dropOtherReplica)
 			return
 		}
 	}
@@ -370,8 +370,8 @@ func (w *Worker) outcome(ctx context.Context, r *request, lease *lockv1.Lease, e
 	switch {
 	case code == codes.FailedPrecondition:
 		log.Info("lockqueue: a duplicate of a request granted before, whose lease has ended; dropped", "err", err)
+		w.metrics.drop(dropDuplicate) // before the ack, as ack says
 		w.ack(r)
-		w.metrics.drop(dropDuplicate)
 	case retryable && w.ctx.Err() != nil:
 		// Closing: another replica takes it now.
 		log.Debug("lockqueue: handing the request back: the worker is closing", "err", err)
@@ -397,13 +397,13 @@ func (w *Worker) granted(r *request, lease *lockv1.Lease) {
 		w.nak(r, w.retryDelay(r))
 		return
 	}
+	w.metrics.grant() // answered; counted before the ack, as ack says
 	ctx, cancel := context.WithTimeout(context.Background(), apiTimeout)
 	defer cancel()
 	if err := r.msg.DoubleAck(ctx); err != nil {
 		log.Warn("lockqueue: acknowledging a grant; a redelivery will be answered with the same lease", "err", err)
 	}
 	w.forget(r.seq)
-	w.metrics.grant()
 	log.Debug("lockqueue: granted")
 }
 
@@ -417,9 +417,9 @@ func (w *Worker) expired(r *request) {
 			w.log.Warn("lockqueue: cannot send a reply", "seq", r.seq, "request_id", r.rid, "err", rerr)
 		}
 	}
+	w.metrics.drop(dropDeadline) // before the ack, as ack says
 	w.ack(r)
 	w.forget(r.seq)
-	w.metrics.drop(dropDeadline)
 }
 
 // retry hands r back for a later delivery, remembering why.
@@ -474,6 +474,13 @@ func (w *Worker) reject(r *request, err error, prefix string) {
 	w.forget(r.seq)
 }
 
+// ack ends r's delivery with an Ack. Its callers count r (metrics)
+// before, as reject and abandonedMsg count a dead letter before the Term
+// or delete: once JetStream has removed a message from the work queue,
+// the Worker that handled it has counted it. Counting first counts
+// nothing twice that counting after would not: the count never depended
+// on the ack's outcome (an Ack is not confirmed; a failed or lost one
+// means a redelivery, handled and counted anew either way).
 func (w *Worker) ack(r *request) {
 	if err := r.msg.Ack(); err != nil {
 		w.log.Warn("lockqueue: acknowledging a message", "seq", r.seq, "err", err)
