@@ -90,6 +90,7 @@ func TestReplicaKilled(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 
+	lost := locktest.WatchLoss(t, held)
 	victim.Kill()
 	victim.Proxy.Cut()
 	killed := time.Now()
@@ -106,12 +107,11 @@ func TestReplicaKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Loss and grant are compared by the times taken as each happened,
+	// not by which of them a select here sees first.
 	var lostAt time.Time
 	select {
-	case <-held.Lost():
-		lostAt = time.Now()
-	case g := <-granted:
-		t.Fatalf("the waiter was granted %v after the kill, before the holder was told of its loss", g.at.Sub(killed))
+	case lostAt = <-lost:
 	case <-ctx.Done():
 		t.Fatal("the holder was never told of its loss")
 	}
@@ -222,10 +222,9 @@ func TestLimits(t *testing.T) {
 	for range 3 {
 		<-errs
 	}
-	d, err := c.Describe(ctx, &lockv1.DescribeRequest{Name: "test/limit-0"})
-	if err != nil || len(d.GetWaiters()) != 0 {
-		t.Fatalf("after the waits ended: %v (%v), want no waiter", d, err)
-	}
+	// The client sees Canceled as soon as its context ends; the replica
+	// deletes the waiters' nodes a little later.
+	awaitWaiters(t, c, "test/limit-0", 0)
 
 	// With limit-0 held, four more leases fill the replica; a sixth is refused.
 	for i := 1; i < 5; i++ {

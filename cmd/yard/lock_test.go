@@ -81,6 +81,51 @@ func (p *yardProcess) signalExit(t *testing.T, sig syscall.Signal) int {
 	return p.waitExit(t, 15*time.Second)
 }
 
+// processExit is when a yard process was seen to exit, and how.
+type processExit struct {
+	at  time.Time
+	err error
+}
+
+// watchExit collects p's output in a goroutine of its own until p exits,
+// and then sends when (timed as soon as its exit is seen) and how on the
+// channel it returns. p.got is that goroutine's until the send. When t
+// ends p is killed, if still running, and the goroutine awaited.
+func (p *yardProcess) watchExit(t *testing.T) <-chan processExit {
+	t.Helper()
+	exited := make(chan processExit, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for l := range p.lines {
+			p.got = append(p.got, l)
+		}
+		err := <-p.exited
+		exited <- processExit{time.Now(), err}
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-done
+	})
+	return exited
+}
+
+// awaitExit returns p's exit from exited, watchExit's channel, within d.
+// After d it kills p and fails t with p's output: still running d when
+// (say, "after SIGTERM").
+func (p *yardProcess) awaitExit(t *testing.T, exited <-chan processExit, d time.Duration, when string) processExit {
+	t.Helper()
+	select {
+	case e := <-exited:
+		return e
+	case <-time.After(d):
+	}
+	_ = p.cmd.Process.Kill()
+	<-exited // p.got is ours again
+	t.Fatalf("yard %v still running %v %s\nstdout:\n%s\nstderr:\n%s", p.cmd.Args[1:], d, when, strings.Join(p.got, "\n"), p.stderr)
+	return processExit{}
+}
+
 func exitCode(t *testing.T, err error) int {
 	t.Helper()
 	var exit *exec.ExitError
@@ -235,10 +280,13 @@ func TestLockCommands(t *testing.T) {
 			t.Errorf("ls after release: exit %d, printed %q, want []\nstderr: %s", empty.code, empty.stdout, empty.stderr)
 		}
 
-		// With a 1s lease, holding 2.5s only works if the watchdog renews.
-		js := runYard(t, nil, "lock", "acquire", "t/hold", "--ttl", "1s", "--hold", "2500ms", "--owner", "ops", "--zk", connect, "-o", "json")
+		// With a 2s lease, holding 5s (over twice the validity) only works
+		// if the watchdog renews. A 2s lease leaves each renewal's round
+		// trip, between two processes, a second or so: a shorter one loses
+		// the lock to a moment's stall on a loaded machine.
+		js := runYard(t, nil, "lock", "acquire", "t/hold", "--ttl", "2s", "--hold", "5s", "--owner", "ops", "--zk", connect, "-o", "json")
 		if js.code != 0 {
-			t.Fatalf("-o json --ttl 1s --hold 2500ms: exit %d\nstdout:\n%s\nstderr:\n%s", js.code, js.stdout, js.stderr)
+			t.Fatalf("-o json --ttl 2s --hold 5s: exit %d\nstdout:\n%s\nstderr:\n%s", js.code, js.stdout, js.stderr)
 		}
 		jl := strings.Split(strings.TrimSpace(js.stdout), "\n")
 		if len(jl) != 2 {
@@ -246,11 +294,11 @@ func TestLockCommands(t *testing.T) {
 		}
 		acq, rel := decodeAcquireEvent(t, jl[0]), decodeAcquireEvent(t, jl[1])
 		if acq.Event != "acquired" || acq.Name != "t/hold" || acq.Replica != "lock-a" || acq.Owner != "ops" ||
-			acq.TTLMS <= 0 || acq.TTLMS > 1000 || acq.Token <= token {
-			t.Errorf("acquired event %+v, want t/hold on lock-a as ops, ttl in (0, 1000], token over %d", acq, token)
+			acq.TTLMS <= 0 || acq.TTLMS > 2000 || acq.Token <= token {
+			t.Errorf("acquired event %+v, want t/hold on lock-a as ops, ttl in (0, 2000], token over %d", acq, token)
 		}
-		if rel.Event != "released" || rel.Token != acq.Token || rel.HeldMS < 2500 {
-			t.Errorf("released event %+v, want token %d held 2500ms or more", rel, acq.Token)
+		if rel.Event != "released" || rel.Token != acq.Token || rel.HeldMS < 5000 {
+			t.Errorf("released event %+v, want token %d held 5000ms or more", rel, acq.Token)
 		}
 	})
 
@@ -378,34 +426,27 @@ func TestServeLockStops(t *testing.T) {
 
 	// The replica must not end its session, which deletes the lock's node,
 	// before the holder has learnt of its loss: the holder exits first.
-	type exit struct {
-		at  time.Time
-		err error
+	// Both exits are timed alike, each by a goroutine of its own waiting
+	// for it from before the signal.
+	holderExit, replicaExit := holder.watchExit(t), rep.watchExit(t)
+	if err := rep.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
-	holderExit := make(chan exit, 1)
-	go func() {
-		err := <-holder.exited // its lines are buffered: two, and the channel holds 100
-		holderExit <- exit{time.Now(), err}
-	}()
-	if code := rep.signalExit(t, syscall.SIGTERM); code != 0 {
+	r := rep.awaitExit(t, replicaExit, 15*time.Second, "after SIGTERM")
+	if code := exitCode(t, r.err); code != 0 {
 		t.Fatalf("serve lock after SIGTERM: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, strings.Join(rep.got, "\n"), rep.stderr)
 	}
-	replicaExited := time.Now()
 	if last := rep.got[len(rep.got)-1]; last != "stopped" {
 		t.Errorf("serve lock's last line %q, want stopped", last)
 	}
-	var h exit
-	select {
-	case h = <-holderExit:
-	case <-time.After(15 * time.Second):
-		t.Fatal("holder still running 15s after its replica stopped")
-	}
+	h := holder.awaitExit(t, holderExit, 15*time.Second, "after its replica stopped")
 	if code := exitCode(t, h.err); code != 1 {
 		t.Errorf("holder whose replica stopped: exit %d, want 1", code)
 	}
-	if !h.at.Before(replicaExited) {
-		t.Errorf("the replica exited (deleting its nodes) %v before the holder learnt of its loss", h.at.Sub(replicaExited))
+	if !h.at.Before(r.at) {
+		t.Errorf("the replica exited (deleting its nodes) %v before the holder learnt of its loss", h.at.Sub(r.at))
 	}
+	t.Logf("the holder exited %v before its replica", r.at.Sub(h.at))
 	if want := `lock "t/stop" (token ` + strconv.FormatUint(token, 10) + `) lost while held`; !strings.Contains(holder.stderr.String(), want) {
 		t.Errorf("holder said %q, want %q", holder.stderr, want)
 	}

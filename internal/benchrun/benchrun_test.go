@@ -437,11 +437,12 @@ func TestLoopSettle(t *testing.T) {
 	t.Run("a window shorter than an op", func(t *testing.T) {
 		for _, tt := range []struct {
 			name   string
+			op     time.Duration // long enough that no stall lets one end in a 1ms window
 			settle time.Duration
 			want   bool // an op recorded
 		}{
-			{"without Settle closes with none", 0, false},
-			{"with Settle is held open for one", time.Minute, true},
+			{"without Settle closes with none", time.Second, 0, false},
+			{"with Settle is held open for one", 50 * time.Millisecond, time.Minute, true},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				var (
@@ -450,7 +451,7 @@ func TestLoopSettle(t *testing.T) {
 				)
 				win, err := benchrun.Loop{
 					Workers:   1,
-					NewWorker: sleeper(50*time.Millisecond, &ops, &rec),
+					NewWorker: sleeper(tt.op, &ops, &rec),
 					Duration:  time.Millisecond,
 					Settle:    tt.settle,
 				}.Run(t.Context())
@@ -460,8 +461,8 @@ func TestLoopSettle(t *testing.T) {
 				if got := rec.count() > 0; got != tt.want {
 					t.Errorf("%d ops recorded in a window of %v", rec.count(), win.Elapsed)
 				}
-				if tt.want && win.Elapsed < 50*time.Millisecond {
-					t.Errorf("window of %v closed before an op of 50ms could be timed in it", win.Elapsed)
+				if tt.want && win.Elapsed < tt.op {
+					t.Errorf("window of %v closed before an op of %v could be timed in it", win.Elapsed, tt.op)
 				}
 			})
 		}
@@ -474,7 +475,7 @@ func TestLoopSettle(t *testing.T) {
 		)
 		_, err := benchrun.Loop{
 			Workers:   2,
-			NewWorker: sleeper(300*time.Millisecond, &ops, &rec),
+			NewWorker: sleeper(time.Second, &ops, &rec), // 20 times Settle
 			Duration:  time.Millisecond,
 			Settle:    50 * time.Millisecond,
 		}.Run(t.Context())

@@ -250,10 +250,12 @@ func TestDemoProfileSends(t *testing.T) {
 	}
 }
 
-// TestDemoDispatchNeverWaits has every send block for longer than the
-// whole schedule: later sends must still go out on time (open loop).
+// TestDemoDispatchNeverWaits has every send block for a second, five
+// times the whole schedule: later sends must still go out on time (open
+// loop), none waiting for a running one.
 func TestDemoDispatchNeverWaits(t *testing.T) {
 	sends := demo.Profile{{"a", 200 * time.Millisecond, 100}}.Sends() // 20, 10ms apart
+	const sendTakes = time.Second
 	var (
 		mu    sync.Mutex
 		begun []time.Duration
@@ -263,33 +265,41 @@ func TestDemoDispatchNeverWaits(t *testing.T) {
 		mu.Lock()
 		begun = append(begun, time.Since(scheduled))
 		mu.Unlock()
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(sendTakes)
 	})
 	if st.Sent != 20 || st.Dropped != 0 || len(begun) != 20 {
 		t.Fatalf("sent %d, dropped %d, begun %d; want 20, 0, 20", st.Sent, st.Dropped, len(begun))
 	}
-	if late := slices.Max(begun); late > 200*time.Millisecond {
-		t.Errorf("a send began %v after its time, though 300ms sends ran before it", late)
+	if late := slices.Max(begun); late >= sendTakes {
+		t.Errorf("a send began %v after its time, as if it had waited for a running send", late)
 	}
-	if took := time.Since(start); took > 2*time.Second { // one after another: 6s
+	if took := time.Since(start); took >= 3*sendTakes { // one after another: 20s
 		t.Errorf("dispatch took %v: sends ran one after another", took)
 	}
 }
 
 // TestDemoDispatchDropsOverLimit checks that a send due while the most
-// allowed run is dropped and counted, not delayed.
+// allowed run is dropped and counted, not delayed. Every send is due when
+// Dispatch starts, and none of the three let through returns before all
+// are dealt with, so the count does not depend on timing.
 func TestDemoDispatchDropsOverLimit(t *testing.T) {
 	release := make(chan struct{})
 	sends := demo.Profile{{"a", 50 * time.Millisecond, 200}}.Sends() // 10
+	var began atomic.Int64
 	done := make(chan demo.DispatchStats)
 	go func() {
-		done <- demo.Dispatch(context.Background(), time.Now(), sends, 3, func(context.Context, int, time.Time) { <-release })
+		done <- demo.Dispatch(context.Background(), time.Now().Add(-time.Minute), sends, 3, func(context.Context, int, time.Time) {
+			began.Add(1)
+			<-release
+		})
 	}()
-	time.Sleep(time.Second) // long past the last send's time
+	for deadline := time.Now().Add(10 * time.Second); began.Load() < 3 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	close(release)
 	st := <-done
-	if st.Sent != 3 || st.Dropped != 7 {
-		t.Errorf("sent %d, dropped %d; want 3 and 7", st.Sent, st.Dropped)
+	if st.Sent != 3 || st.Dropped != 7 || began.Load() != 3 {
+		t.Errorf("sent %d (%d began), dropped %d; want 3 and 7", st.Sent, began.Load(), st.Dropped)
 	}
 }
 

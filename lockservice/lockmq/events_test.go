@@ -63,6 +63,19 @@ func (s *seen) waitFor(t *testing.T, last string) []string {
 	}
 }
 
+// waitSaw waits until s has got line, wherever it is among its lines.
+func (s *seen) waitSaw(t *testing.T, line string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for !slices.Contains(s.get(), line) {
+		select {
+		case <-s.more:
+		case <-deadline:
+			t.Fatalf("no %q within 20s; got %q", line, s.get())
+		}
+	}
+}
+
 // TestEventsBroadcast runs two replicas whose doors stand for the
 // broadcaster: three NATS subscribers and a gRPC Watch stream see the same
 // events, in the same order — one source, two ways to receive.
@@ -128,27 +141,33 @@ func TestEventsBroadcast(t *testing.T) {
 		}
 	}()
 
+	receivers := append(slices.Clone(subscribers), watched)
 	client := lockclient.New(lockmq.Transport(natstest.Connect(t, url)))
-	// A first lock, taken and released until every receiver has seen its
-	// release: the broadcaster is elected and the Watch stream is live.
-	// Each lock is held a while: a holder that comes and goes between two
-	// of a watcher's reads of its lock is seen by no one (see Watch).
-	cycle := func(name string) uint64 {
+	// cycle takes the lock name, calls held with its token, and releases it.
+	// A holder that comes and goes between two of a watcher's reads of its
+	// lock is seen by no one (see Watch), so held must keep the lock until
+	// the watchers have seen it.
+	cycle := func(name string, held func(token uint64)) uint64 {
 		t.Helper()
 		l, err := client.Lock(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(150 * time.Millisecond)
+		held(l.Token())
 		if err := l.Unlock(ctx); err != nil {
 			t.Fatal(err)
 		}
 		return l.Token()
 	}
+	// A first lock, held a while, taken and released until every receiver
+	// has seen its release: the broadcaster is elected and the Watch
+	// stream is live. Before that, a receiver may miss any event, so the
+	// probe cannot wait for its grant to be seen.
+	probeHeld := func(uint64) { time.Sleep(150 * time.Millisecond) }
 	for i := 0; ; i++ {
-		probe := fmt.Sprintf("TYPE_RELEASED %sprobe %d", prefix, cycle(prefix+"probe"))
+		probe := fmt.Sprintf("TYPE_RELEASED %sprobe %d", prefix, cycle(prefix+"probe", probeHeld))
 		ready := true
-		for _, s := range append(slices.Clone(subscribers), watched) {
+		for _, s := range receivers {
 			deadline := time.After(time.Second)
 			for got := s.get(); len(got) == 0 || got[len(got)-1] != probe; got = s.get() {
 				select {
@@ -176,10 +195,17 @@ func TestEventsBroadcast(t *testing.T) {
 		offsets[i] = len(s.get())
 	}
 
+	// Then each lock is held until every receiver has seen its grant, however
+	// long the watchers take to read it.
 	var want []string
 	for i := range 5 {
 		name := fmt.Sprintf("%sitem-%d", prefix, i)
-		token := cycle(name)
+		token := cycle(name, func(token uint64) {
+			granted := fmt.Sprintf("TYPE_GRANTED %s %d", name, token)
+			for _, s := range receivers {
+				s.waitSaw(t, granted)
+			}
+		})
 		want = append(want, fmt.Sprintf("TYPE_GRANTED %s %d", name, token), fmt.Sprintf("TYPE_RELEASED %s %d", name, token))
 	}
 	last := want[len(want)-1]

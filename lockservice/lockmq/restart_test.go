@@ -2,6 +2,7 @@ package lockmq_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +16,42 @@ import (
 	"github.com/switchyard-dev/switchyard/internal/zktest"
 	"github.com/switchyard-dev/switchyard/lockservice/lockclient"
 	"github.com/switchyard-dev/switchyard/lockservice/lockmq"
+	lockv1 "github.com/switchyard-dev/switchyard/proto/switchyard/lock/v1"
 )
+
+// renewals is a lockclient.Transport that notes when the latest renewal
+// that succeeded was sent.
+type renewals struct {
+	lockclient.Transport
+	mu   sync.Mutex
+	last time.Time
+	more chan struct{}
+}
+
+func newRenewals(t lockclient.Transport) *renewals {
+	return &renewals{Transport: t, more: make(chan struct{}, 1)}
+}
+
+func (r *renewals) KeepAlive(ctx context.Context, lease *lockv1.Lease) (time.Duration, error) {
+	sent := time.Now()
+	granted, err := r.Transport.KeepAlive(ctx, lease)
+	if err == nil {
+		r.mu.Lock()
+		r.last = sent
+		r.mu.Unlock()
+		select {
+		case r.more <- struct{}{}:
+		default:
+		}
+	}
+	return granted, err
+}
+
+func (r *renewals) sentAfter(since time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last.After(since)
+}
 
 // TestNATSRestart restarts the NATS server under a holder: after a short
 // outage the clients reconnect and the lease is kept (renewed, released
@@ -48,29 +84,52 @@ func TestNATSRestart(t *testing.T) {
 	fast := nats.ReconnectWait(50 * time.Millisecond)
 
 	reg := lbtest.Dial(t)
-	r := locktest.StartReplica(t, reg, zktest.Shared(t).Addr(0), "restart-one", 4*time.Second)
+	// The replica's session outlasts shortTTL: it grants no validity past
+	// when its session could expire.
+	r := locktest.StartReplica(t, reg, zktest.Shared(t).Addr(0), "restart-one", 8*time.Second)
 	d, err := lockmq.Serve(natstest.Connect(t, url, fast), r.Server, lockmq.WithLogger(zktest.Logger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
 	const ttl = 3 * time.Second
-	client := lockclient.New(lockmq.Transport(natstest.Connect(t, url, fast)), lockclient.WithTTL(ttl), lockclient.WithLogger(zktest.Logger(t)))
+	renewed := newRenewals(lockmq.Transport(natstest.Connect(t, url, fast)))
+	client := lockclient.New(renewed, lockclient.WithTTL(ttl), lockclient.WithLogger(zktest.Logger(t)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
 	t.Run("short outage keeps the lease", func(t *testing.T) {
-		l, err := client.Lock(ctx, "restart/short")
+		// A lease long enough that the restart and the reconnects fit well
+		// within it, however slow the machine: the outage is what is short.
+		const shortTTL = 6 * time.Second
+		l, err := client.Lock(ctx, "restart/short", lockclient.WithTTL(shortTTL))
 		if err != nil {
 			t.Fatal(err)
 		}
 		stop()
 		time.Sleep(500 * time.Millisecond) // the outage
 		start()
+		restarted := time.Now()
+		lostAfter := func(what string) {
+			t.Helper()
+			t.Fatalf("lost %s a 500ms outage with a %v lease: %v (%d renewals failed)", what, shortTTL, l.Err(), l.RenewalFailures())
+		}
+		// Renewed across the restart: a renewal sent after it succeeds.
+		deadline := time.After(2 * shortTTL)
+		for !renewed.sentAfter(restarted) {
+			select {
+			case <-renewed.more:
+			case <-l.Lost():
+				lostAfter("after")
+			case <-deadline:
+				t.Fatalf("no renewal succeeded within %v of the restart (%d renewals failed)", 2*shortTTL, l.RenewalFailures())
+			}
+		}
+		// And kept: renewed as usual from then on.
 		select {
 		case <-l.Lost():
-			t.Fatalf("lost after a 500ms outage with a %v lease: %v", ttl, l.Err())
-		case <-time.After(2 * ttl): // renewed across the restart, at least once
+			lostAfter("after the renewal that followed")
+		case <-time.After(shortTTL / 2):
 		}
 		if err := l.Unlock(ctx); err != nil {
 			t.Fatalf("unlock after the restart: %v", err)
