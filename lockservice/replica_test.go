@@ -76,18 +76,19 @@ func TestReplicaKilled(t *testing.T) {
 	}
 
 	type grant struct {
-		l  *lockclient.Lock
-		at time.Time
+		l   *lockclient.Lock
+		at  time.Time
+		err error
 	}
 	granted := make(chan grant, 1)
 	waiter := locktest.Client(t, reg)
+	waited := make(chan struct{})
 	go func() {
+		defer close(waited)
 		l, err := waiter.Lock(ctx, name)
-		if err != nil {
-			t.Error(err)
-		}
-		granted <- grant{l, time.Now()}
+		granted <- grant{l, time.Now(), err}
 	}()
+	t.Cleanup(func() { cancel(); <-waited })
 	time.Sleep(300 * time.Millisecond)
 
 	lost := locktest.WatchLoss(t, held)
@@ -116,8 +117,8 @@ func TestReplicaKilled(t *testing.T) {
 		t.Fatal("the holder was never told of its loss")
 	}
 	g := <-granted
-	if g.l == nil {
-		t.FailNow()
+	if g.err != nil {
+		t.Fatalf("the waiter: %v", g.err)
 	}
 	if !lostAt.Before(g.at) {
 		t.Fatalf("loss at +%v, grant at +%v", lostAt.Sub(killed), g.at.Sub(killed))

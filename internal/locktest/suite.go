@@ -311,10 +311,13 @@ func holderCrash(t *testing.T, h Harness) {
 		err error
 	}
 	granted := make(chan grant, 1)
+	waited := make(chan struct{})
 	go func() {
+		defer close(waited)
 		wl, err := waiter.Lock(ctx, name)
 		granted <- grant{wl, time.Now(), err}
 	}()
+	t.Cleanup(func() { cancel(); <-waited })
 	time.Sleep(500 * time.Millisecond) // the waiter queues; the holder renews at least once
 	lost := WatchLoss(t, l)
 	ct.crashed.Store(true)
