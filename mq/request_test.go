@@ -421,7 +421,10 @@ func TestDeadlinePropagates(t *testing.T) {
 	})
 
 	t.Run("deadline", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		// Long enough to reach the handler on a slow machine: a deadline
+		// that passes before the request arrives is answered without
+		// calling it. The handler blocks until the deadline anyway.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		want, _ := ctx.Deadline()
 		err := mq.Request(ctx, nc, describeSubject, &lockv1.DescribeRequest{Name: "block"}, &lockv1.DescribeResponse{})

@@ -236,7 +236,9 @@ func TestBenchRunCancelled(t *testing.T) {
 		phases   int // to let finish before cancelling
 	}{
 		{"in the first window", 10 * time.Minute, 0},
-		{"in a gRPC phase", 300 * time.Millisecond, 1},
+		// Phases long enough that the cancel, 100ms into the second, lands
+		// in it even if the timer fires late.
+		{"in a gRPC phase", time.Second, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,7 +246,15 @@ func TestBenchRunCancelled(t *testing.T) {
 			cfg.Duration = tt.duration
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			stop := time.AfterFunc(2*time.Second, cancel)
+			// With no phase to let finish, the cancel comes 2s in, in the
+			// 10-minute first window. Else Progress sets it off once the
+			// phases are done, however long the setup took, and the timer
+			// only bounds a run that never gets that far.
+			after := 2 * time.Second
+			if tt.phases > 0 {
+				after = time.Minute
+			}
+			stop := time.AfterFunc(after, cancel)
 			defer stop.Stop()
 			var phases []string
 			cfg.Progress = func(p lockbench.Phase) {

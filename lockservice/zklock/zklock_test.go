@@ -435,7 +435,9 @@ func TestCancelledWaitLeavesNoNode(t *testing.T) {
 	}{
 		{"cancel", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) }, true, context.Canceled},
 		{"deadline", func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), time.Second)
+			// Long enough that the wait is seen queued before it runs
+			// out, even on a slow machine.
+			return context.WithTimeout(context.Background(), 5*time.Second)
 		}, false, context.DeadlineExceeded},
 	}
 	for _, tt := range tests {
@@ -447,7 +449,12 @@ func TestCancelledWaitLeavesNoNode(t *testing.T) {
 			ctx, cancel := tt.ctx()
 			defer cancel()
 			res := acquireAsync(t, ctx, b, "wait", zklock.NewGUID(), nil)
-			eventually(t, "the waiter queued", func() bool { return waiters(t, a, "wait") == 1 })
+			eventually(t, "the waiter queued", func() bool {
+				if err := ctx.Err(); err != nil {
+					t.Fatalf("the wait's context ended (%v) before it was seen queued", err)
+				}
+				return waiters(t, a, "wait") == 1
+			})
 			if tt.cancel {
 				cancel()
 			}
