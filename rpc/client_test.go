@@ -154,8 +154,18 @@ func TestFailoverWithRetries(t *testing.T) {
 		crash = append(crash, crashable(t, name, id, &echo.Server{ID: id}))
 	}
 	client := newClient(t, name, echoRetry)
+	// Every instance serves, a (the one to crash) included, before the
+	// load starts.
+	lbtest.AwaitAll(t, client, "a", "b", "c")
 	l := startLoad(client, 4)
-	time.Sleep(300 * time.Millisecond)
+	defer l.end()
+	deadline := time.Now().Add(15 * time.Second)
+	for l.calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no call of the load ended within 15s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	before := l.calls.Load()
 	crash[0]()
 	time.Sleep(time.Second)

@@ -175,9 +175,10 @@ func TestMetricsCountCalls(t *testing.T) {
 	}
 }
 
-// gate holds each Echo until release is closed.
+// gate holds each Echo until release is closed, and each EchoStream
+// after its first message until resume is closed.
 type gate struct {
-	echo.Server
+	pausing
 	release chan struct{}
 }
 
@@ -195,7 +196,7 @@ func (g *gate) Echo(ctx context.Context, req *echov1.EchoRequest) (*echov1.EchoR
 // stream read to its end, and a server stream its caller cancels.
 func TestMetricsInFlight(t *testing.T) {
 	reg := lbtest.Dial(t)
-	g := &gate{release: make(chan struct{})}
+	g := &gate{pausing: pausing{resume: make(chan struct{})}, release: make(chan struct{})}
 	srv := serve(t, reg, g).srv
 	clientReg := prometheus.NewRegistry()
 	client := newClient(t, echoService, rpc.WithClientMetrics(clientReg))
@@ -228,7 +229,11 @@ func TestMetricsInFlight(t *testing.T) {
 
 	t.Run("stream read to its end", func(t *testing.T) {
 		l := labels("server_stream", "EchoStream", "")
-		stream, err := client.EchoStream(ctx, &echov1.EchoStreamRequest{Count: 3, Interval: durationpb.New(100 * time.Millisecond)}, grpc.WaitForReady(true))
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		// The server holds the stream open after its first message
+		// until resume.
+		stream, err := client.EchoStream(sctx, &echov1.EchoStreamRequest{Count: 3, Interval: durationpb.New(100 * time.Millisecond)}, grpc.WaitForReady(true))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,6 +245,7 @@ func TestMetricsInFlight(t *testing.T) {
 				t.Errorf("%s during the stream: %v, want 1", names[i], got)
 			}
 		}
+		close(g.resume)
 		for {
 			if _, err := stream.Recv(); errors.Is(err, io.EOF) {
 				break

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -158,6 +159,36 @@ func TestPanicBecomesInternal(t *testing.T) {
 	}
 }
 
+// pausing sends the first message of each EchoStream at once and holds
+// the others until resume is closed, so a test decides how long a stream
+// stays open; a caller that goes away ends the stream as usual.
+type pausing struct {
+	echo.Server
+	resume chan struct{}
+}
+
+func (p *pausing) EchoStream(req *echov1.EchoStreamRequest, stream grpc.ServerStreamingServer[echov1.EchoStreamResponse]) error {
+	return p.Server.EchoStream(req, &pausedStream{ServerStreamingServer: stream, resume: p.resume})
+}
+
+type pausedStream struct {
+	grpc.ServerStreamingServer[echov1.EchoStreamResponse]
+	resume <-chan struct{}
+	sent   bool
+}
+
+func (s *pausedStream) Send(m *echov1.EchoStreamResponse) error {
+	if s.sent {
+		select {
+		case <-s.resume:
+		case <-s.Context().Done():
+			return status.FromContextError(s.Context().Err()).Err()
+		}
+	}
+	s.sent = true
+	return s.ServerStreamingServer.Send(m)
+}
+
 func TestLimiter(t *testing.T) {
 	tests := []struct {
 		name string
@@ -168,13 +199,14 @@ func TestLimiter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := serve(t, nil, &echo.Server{}, tt.opt)
+			impl := &pausing{resume: make(chan struct{})}
+			r := serve(t, nil, impl, tt.opt)
 			client := dialEcho(t, r.addr)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			// The first call holds its slot (and spends the one token)
-			// while it streams slowly.
-			stream, err := client.EchoStream(ctx, &echov1.EchoStreamRequest{Count: 2, Interval: durationpb.New(time.Second)})
+			// The first call holds its slot (and spends the one token):
+			// it stays open after its first message until resume.
+			stream, err := client.EchoStream(ctx, &echov1.EchoStreamRequest{Count: 2, Interval: durationpb.New(10 * time.Millisecond)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,6 +217,8 @@ func TestLimiter(t *testing.T) {
 			if status.Code(err) != codes.ResourceExhausted {
 				t.Fatalf("call over the limit: %v, want ResourceExhausted", err)
 			}
+			// The rejected call leaves the stream to end normally.
+			close(impl.resume)
 			for {
 				if _, err := stream.Recv(); errors.Is(err, io.EOF) {
 					break
@@ -219,15 +253,23 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 		grpc.WithResolvers(callers.ResolverBuilder()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 
+	// Each call counts in the phase it started in: 0 before a's drain
+	// finished, 1 after. A call to a in flight when the drain began ends
+	// (and counts) in phase 0, however late.
+	const before, after = 0, 1
+	var phase atomic.Int32
 	var calls, failed atomic.Int64
 	var mu sync.Mutex
-	servedBy := map[string]int{}
+	servedBy := [2]map[string]int{{}, {}}
 	var firstErr error
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	for range 4 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
+				p := phase.Load()
 				cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
 				resp, err := client.Echo(cctx, &echov1.EchoRequest{Message: "x"})
 				ccancel()
@@ -239,22 +281,26 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 						firstErr = err
 					}
 				} else {
-					servedBy[resp.GetServedBy()]++
+					servedBy[p][resp.GetServedBy()]++
 				}
 				mu.Unlock()
 			}
 		})
 	}
+	// served returns a copy of phase p's counts.
+	served := func(p int32) map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(servedBy[p])
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		mu.Lock()
-		both := servedBy["a"] > 0 && servedBy["b"] > 0
-		mu.Unlock()
-		if both {
+		got := served(before)
+		if got["a"] > 0 && got["b"] > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("calls never reached both instances: %v", servedBy)
+			t.Fatalf("calls never reached both instances: %v", got)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -264,17 +310,29 @@ func TestGracefulDrainUnderLoad(t *testing.T) {
 		t.Fatalf("drain: %v", err)
 	}
 	a.done <- nil
-	mu.Lock()
-	servedBy = map[string]int{}
-	mu.Unlock()
-	time.Sleep(300 * time.Millisecond)
+	phase.Store(after)
+	// Keep calling for at least 300ms and 100 calls started after the
+	// drain (or until a call fails, reported below).
+	const minAfter = 100
+	start := time.Now()
+	deadline = start.Add(15 * time.Second)
+	for failed.Load() == 0 {
+		got := served(after)
+		if time.Since(start) >= 300*time.Millisecond && got["a"]+got["b"] >= minAfter {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls started after the drain served within 15s, want %d: %v", got["a"]+got["b"], minAfter, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
 	wg.Wait()
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d calls failed during the drain; first: %v", failed.Load(), calls.Load(), firstErr)
 	}
-	if servedBy["a"] != 0 || servedBy["b"] == 0 {
-		t.Fatalf("after the drain calls went to %v, want only b", servedBy)
+	if got := servedBy[after]; got["a"] != 0 || got["b"] == 0 {
+		t.Fatalf("calls started after the drain went to %v, want only b", got)
 	}
 	t.Logf("%d calls, 0 failed, across the drain", calls.Load())
 }
