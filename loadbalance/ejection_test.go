@@ -23,7 +23,11 @@ func TestEjection(t *testing.T) {
 	const (
 		failures = 3
 		calls    = 100
-		base     = time.Second
+		// The first ejection must outlast the calls made while it lasts,
+		// or their counts would mean nothing (took is checked below):
+		// they take about half a second under -race, and a loaded 2-core
+		// machine can take twice that and more.
+		base = 5 * time.Second
 	)
 	for _, policy := range []string{weighted.Name, p2c.Name} {
 		t.Run(policy, func(t *testing.T) {
@@ -52,13 +56,14 @@ func TestEjection(t *testing.T) {
 
 			start := time.Now()
 			served, failed := lbtest.Try(t, c, calls)
-			if took := time.Since(start); took >= base {
+			took := time.Since(start)
+			if took >= base {
 				t.Fatalf("%d calls took %v, longer than the ejection: the counts below would mean nothing", calls, took)
 			}
 			if failed != failures || served["bad"] != 0 {
 				t.Fatalf("first ejection: %d of %d calls failed (control: %d), served by %v; want exactly %d failures", failed, calls, controlFailed, served, failures)
 			}
-			t.Logf("%s: %d of %d calls failed with ejection, %d under round robin", policy, failed, calls, controlFailed)
+			t.Logf("%s: %d of %d calls (in %v) failed with ejection, %d under round robin", policy, failed, calls, took.Round(time.Millisecond), controlFailed)
 
 			time.Sleep(base + 100*time.Millisecond) // the first ejection ends
 			if _, failed = lbtest.Try(t, c, calls); failed != failures {

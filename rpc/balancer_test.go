@@ -54,34 +54,30 @@ func TestRingHashKeepsKeyOnOneInstance(t *testing.T) {
 	t.Logf("keys per instance: %v", owners)
 }
 
-// TestLeastRequestAvoidsSlowInstance makes one of three instances slow:
-// under concurrent load gRPC's least_request sends it less than round
-// robin does in the same run, since its calls stay in flight longer.
+// TestLeastRequestAvoidsSlowInstance makes one of three instances 200ms
+// slow: under concurrent load gRPC's least_request sends it less than
+// round robin does in the same run, since its calls stay in flight
+// longer. A stall of a loaded machine holds the fast instances' calls in
+// flight too, so the slow instance is made far slower than any stall.
+// Every caller's calls are counted: a caller waits out each slow call,
+// so one caller alone would make too few for the shares.
 func TestLeastRequestAvoidsSlowInstance(t *testing.T) {
 	reg := lbtest.Dial(t)
 	svc := serviceName(t)
 	lbtest.Backend(t, reg, svc, "a", &echo.Server{ID: "a"}, 0, nil)
 	lbtest.Backend(t, reg, svc, "b", &echo.Server{ID: "b"}, 0, nil)
-	lbtest.Backend(t, reg, svc, "slow", &lbtest.Slow{Server: echo.Server{ID: "slow"}, Delay: 20 * time.Millisecond}, 0, nil)
+	lbtest.Backend(t, reg, svc, "slow", &lbtest.Slow{Server: echo.Server{ID: "slow"}, Delay: 200 * time.Millisecond}, 0, nil)
 	shares := map[string]float64{}
 	for _, policy := range []string{"round_robin", "least_request_experimental"} {
 		c := lbtest.Client(t, svc, policy)
 		lbtest.AwaitAll(t, c, "a", "b", "slow")
-		l := startLoad(c, 6)
-		counts := map[string]int{}
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			for id, n := range lbtest.Calls(t, c, 10) {
-				counts[id] += n
-			}
-		}
-		l.end()
-		if n := l.failed.Load(); n != 0 {
-			t.Fatalf("%s: %d background calls failed: %v", policy, n, l.firstErr)
+		counts := lbtest.Concurrent(t, c, 7, 2*time.Second)
+		if t.Failed() {
+			t.FailNow()
 		}
 		total := counts["a"] + counts["b"] + counts["slow"]
 		shares[policy] = float64(counts["slow"]) / float64(total)
-		t.Logf("%s: %v (slow instance %.3f)", policy, counts, shares[policy])
+		t.Logf("%s: %v (slow instance %.3f of %d calls)", policy, counts, shares[policy], total)
 	}
 	if shares["round_robin"] < 0.25 {
 		t.Fatalf("round robin sent the slow instance %.3f: the control did not load it", shares["round_robin"])

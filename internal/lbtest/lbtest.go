@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -187,4 +188,35 @@ func (s *Slow) Echo(ctx context.Context, req *echov1.EchoRequest) (*echov1.EchoR
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	return s.Server.Echo(ctx, req)
+}
+
+// Concurrent has callers goroutines call c until d has passed, and counts
+// the calls by the instance that served them. A failed call is an error
+// of tb's and ends its caller.
+func Concurrent(tb testing.TB, c echov1.EchoServiceClient, callers int, d time.Duration) map[string]int {
+	tb.Helper()
+	var (
+		mu     sync.Mutex
+		served = map[string]int{}
+		wg     sync.WaitGroup
+	)
+	end := time.Now().Add(d)
+	for range callers {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				resp, err := c.Echo(ctx, &echov1.EchoRequest{}, grpc.WaitForReady(true))
+				cancel()
+				if err != nil {
+					tb.Error(err)
+					return
+				}
+				mu.Lock()
+				served[resp.GetServedBy()]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return served
 }
