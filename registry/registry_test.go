@@ -278,7 +278,7 @@ func TestRegisterConflict(t *testing.T) {
 func TestSessionExpiryReRegisters(t *testing.T) {
 	srv := zktest.Shared(t)
 	proxy := zktest.NewProxy(t, srv.Addr(0))
-	const sessionTimeout = time.Second
+	const sessionTimeout = 2 * time.Second // short, and past a stall of the process once healed
 	server := dial(t, proxy.Addr(), registry.WithSessionTimeout(sessionTimeout), registry.WithCheckInterval(time.Hour))
 	observer := zktest.Connect(t, srv.ConnectString())
 	svc := service(t)

@@ -318,7 +318,8 @@ func TestClaimJanitor(t *testing.T) {
 func TestWaiterSessionExpiry(t *testing.T) {
 	h := newHarness(t)
 	proxy := zktest.NewProxy(t, h.srv.Addr(0))
-	w, wConn := h.lockerOn(h.dial(proxy.Addr(), time.Second))
+	// 2s: short for a test, and past a stall of the process once healed.
+	w, wConn := h.lockerOn(h.dial(proxy.Addr(), 2*time.Second))
 	holder, _ := h.locker()
 	other, _ := h.locker()
 	const name = "requeue"

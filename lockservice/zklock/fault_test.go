@@ -17,7 +17,8 @@ import (
 func TestHolderSessionExpiry(t *testing.T) {
 	h := newHarness(t)
 	proxy := zktest.NewProxy(t, h.srv.Addr(0))
-	holder, holderConn := h.lockerOn(h.dial(proxy.Addr(), time.Second))
+	// 2s: short for a test, and past a stall of the process once healed.
+	holder, holderConn := h.lockerOn(h.dial(proxy.Addr(), 2*time.Second))
 	waiter, _ := h.locker()
 	g := acquire(t, holder, "expiry")
 	first := holderConn.Session()
