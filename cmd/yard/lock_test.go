@@ -58,18 +58,7 @@ func startLockReplica(t *testing.T, connect string, args ...string) *lockReplica
 // exit status.
 func (p *yardProcess) waitExit(t *testing.T, d time.Duration) int {
 	t.Helper()
-	deadline := time.After(d)
-	for {
-		select {
-		case l, ok := <-p.lines:
-			if !ok {
-				return exitCode(t, <-p.exited)
-			}
-			p.got = append(p.got, l)
-		case <-deadline:
-			t.Fatalf("yard %v still running after %v\nstdout:\n%s", p.cmd.Args[1:], d, strings.Join(p.got, "\n"))
-		}
-	}
+	return exitCode(t, p.awaitExit(t, p.watchExit(t), d, "").err)
 }
 
 // signalExit signals p and returns its exit status, within 15s.
@@ -112,7 +101,7 @@ func (p *yardProcess) watchExit(t *testing.T) <-chan processExit {
 
 // awaitExit returns p's exit from exited, watchExit's channel, within d.
 // After d it kills p and fails t with p's output: still running d when
-// (say, "after SIGTERM").
+// (say, "after SIGTERM"; or "").
 func (p *yardProcess) awaitExit(t *testing.T, exited <-chan processExit, d time.Duration, when string) processExit {
 	t.Helper()
 	select {
