@@ -1,11 +1,9 @@
 package lockservice
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -58,10 +56,6 @@ type BroadcastMeta struct {
 	// change as it happened.
 	Snapshot bool
 }
-
-// errFellBehind ends a term whose watch stream overflowed: events were
-// dropped, so publishing on would hide a gap.
-var errFellBehind = errors.New("the watch fell behind: events were dropped")
 
 // Broadcast takes part in the election of the broadcaster, among every
 // replica on which it runs, and while this replica is elected hands every
@@ -146,9 +140,6 @@ func (s *Server) Broadcast(ctx context.Context, publish Publish) error {
 		if s.broadcastOver(ctx) {
 			return nil
 		}
-		if errors.Is(err, zklock.ErrInvalidName) || errors.Is(err, zklock.ErrInvalidGUID) || errors.Is(err, zklock.ErrDataTooLarge) {
-			return fmt.Errorf("lockservice: broadcast: %w", err)
-		}
 		if time.Since(began) >= broadcastSteady {
 			pause = 0
 		}
@@ -226,18 +217,11 @@ func (s *Server) broadcastTerm(ctx context.Context, el *zklock.Locker, publish P
 		return err
 	}
 	defer s.unsubscribe(w, ws)
-	select { // a watcher busy with ZooKeeper may take its time
-	case <-ws.started:
-	case <-tctx.Done():
-		return over()
-	case <-w.done:
-		return errors.New("the replica's watcher stopped")
-	}
-	s.cfg.Logger.Info("lockservice: broadcast: elected", "term", term, "holders", len(ws.initial))
 
 	notify, unsubscribe := s.conn.Subscribe()
 	defer unsubscribe()
-	send := func(ev *lockv1.LockEvent, snapshot bool) error {
+	s.cfg.Logger.Info("lockservice: broadcast: elected", "term", term)
+	err = s.pump(tctx, w, ws, func(ev *lockv1.LockEvent, snapshot bool) error {
 		// Only while the session that holds the election is connected: one
 		// cut off may have lost it without knowing yet.
 		for !s.conn.Connected() || s.conn.Session() != session {
@@ -247,12 +231,7 @@ func (s *Server) broadcastTerm(ctx context.Context, el *zklock.Locker, publish P
 				return over()
 			}
 		}
-		select {
-		case <-g.Lost(): // before its watcher has cancelled tctx
-			return over()
-		default:
-		}
-		if tctx.Err() != nil {
+		if g.Err() != nil || tctx.Err() != nil { // lost, before its watcher has cancelled tctx
 			return over()
 		}
 		if err := publish(tctx, ev, BroadcastMeta{Term: term, Snapshot: snapshot}); err != nil {
@@ -263,40 +242,11 @@ func (s *Server) broadcastTerm(ctx context.Context, el *zklock.Locker, publish P
 		}
 		s.metrics.broadcast()
 		return nil
+	})
+	if tctx.Err() != nil && errors.Is(err, tctx.Err()) {
+		return over()
 	}
-
-	snapshot := ws.initial
-	ws.initial = nil
-	slices.SortFunc(snapshot, func(a, b *lockv1.LockEvent) int { return cmp.Compare(a.GetName(), b.GetName()) })
-	for _, ev := range snapshot {
-		if err := send(ev, true); err != nil {
-			return err
-		}
-	}
-	for {
-		// Stop at once, rather than publish what is buffered, when the
-		// term ended or the stream dropped events.
-		if tctx.Err() != nil {
-			return over()
-		}
-		select {
-		case <-ws.fell:
-			return errFellBehind
-		default:
-		}
-		select {
-		case ev := <-ws.events:
-			if err := send(ev, false); err != nil {
-				return err
-			}
-		case <-ws.fell:
-			return errFellBehind
-		case <-tctx.Done():
-			return over()
-		case <-w.done:
-			return errors.New("the replica's watcher stopped")
-		}
-	}
+	return err
 }
 
 // stepDown gives up the election node of g, and its claim.

@@ -1,8 +1,10 @@
 package lockservice
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -52,35 +54,74 @@ func (s *Server) Watch(req *lockv1.WatchRequest, stream grpc.ServerStreamingServ
 		return s.toStatus(err)
 	}
 	defer s.unsubscribe(w, ws)
+	err = s.pump(ctx, w, ws, func(ev *lockv1.LockEvent, _ bool) error {
+		return stream.Send(&lockv1.WatchResponse{Event: ev})
+	})
+	switch {
+	case errors.Is(err, errFellBehind):
+		return status.Errorf(codes.ResourceExhausted, "watch fell behind: more than %d events waited to be sent", cap(ws.events))
+	case errors.Is(err, errDraining):
+		return status.Error(codes.Unavailable, "the replica is draining; watch elsewhere")
+	case errors.Is(err, errWatcherStopped):
+		return status.Error(codes.Unavailable, "the replica is closing; watch elsewhere")
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return s.toStatus(err)
+	}
+	return err
+}
+
+var (
+	// errFellBehind ends a stream that overflowed: events were dropped, so
+	// going on would hide a gap.
+	errFellBehind = errors.New("the watch fell behind: events were dropped")
+	// errDraining ends a stream of a replica that drains.
+	errDraining = errors.New("the replica is draining")
+	// errWatcherStopped ends a stream whose watcher stopped: the replica
+	// closes.
+	errWatcherStopped = errors.New("the replica's watcher stopped")
+)
+
+// pump hands ws's events to send, in order: once the watcher has started
+// the stream, the holders at that moment (initial true, by name), then
+// every change since. It returns send's error, or, without sending what
+// is buffered, errFellBehind once the stream dropped events, ctx's error,
+// errDraining or errWatcherStopped. Watch and the broadcaster share it.
+func (s *Server) pump(ctx context.Context, w *watcher, ws *watchStream, send func(ev *lockv1.LockEvent, initial bool) error) error {
 	select {
 	case <-ws.started:
 	case <-ctx.Done():
-		return s.toStatus(ctx.Err())
+		return ctx.Err()
 	case <-s.draining.Done():
-		return status.Error(codes.Unavailable, "the replica is draining; watch elsewhere")
+		return errDraining
 	case <-w.done:
-		return status.Error(codes.Unavailable, "the replica is closing; watch elsewhere")
+		return errWatcherStopped
 	}
-	for _, ev := range ws.initial {
-		if err := stream.Send(&lockv1.WatchResponse{Event: ev}); err != nil {
+	initial := ws.initial
+	ws.initial = nil
+	for _, ev := range initial {
+		if err := send(ev, true); err != nil {
 			return err
 		}
 	}
-	ws.initial = nil
 	for {
+		select { // a gap ends the stream before anything buffered is sent
+		case <-ws.fell:
+			return errFellBehind
+		default:
+		}
 		select {
 		case ev := <-ws.events:
-			if err := stream.Send(&lockv1.WatchResponse{Event: ev}); err != nil {
+			if err := send(ev, false); err != nil {
 				return err
 			}
 		case <-ws.fell:
-			return status.Errorf(codes.ResourceExhausted, "watch fell behind: more than %d events waited to be sent", cap(ws.events))
+			return errFellBehind
 		case <-ctx.Done():
-			return s.toStatus(ctx.Err())
+			return ctx.Err()
 		case <-s.draining.Done():
-			return status.Error(codes.Unavailable, "the replica is draining; watch elsewhere")
+			return errDraining
 		case <-w.done:
-			return status.Error(codes.Unavailable, "the replica is closing; watch elsewhere")
+			return errWatcherStopped
 		}
 	}
 }
@@ -281,6 +322,7 @@ func (w *watcher) join(ws *watchStream) {
 			ws.initial = append(ws.initial, event(lockv1.LockEvent_TYPE_GRANTED, name, *f.holder, at))
 		}
 	}
+	slices.SortFunc(ws.initial, func(a, b *lockv1.LockEvent) int { return cmp.Compare(a.GetName(), b.GetName()) })
 	close(ws.started)
 }
 
