@@ -384,7 +384,15 @@ func serveEvents(t *testing.T, handle flashsale.EventHandler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := flashsale.NewEventGRPCServer(nil, handle, rpc.WithLogger(zktest.Logger(t)), rpc.WithMetrics(nil))
+	serveOn(t, flashsale.NewEventGRPCServer(nil, handle, rpc.WithLogger(zktest.Logger(t)), rpc.WithMetrics(nil)), lis)
+	return lis.Addr().String()
+}
+
+// serveOn runs srv.Serve on lis until t ends, and returns once srv is
+// ready (serving, and registered if it has a registry). The cleanup stops
+// the server, waits for Serve and reports its error.
+func serveOn(t *testing.T, srv *rpc.Server, lis net.Listener) {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, lis) }()
@@ -398,11 +406,10 @@ func serveEvents(t *testing.T, handle flashsale.EventHandler) string {
 	case <-srv.Ready():
 	case err := <-served:
 		served <- err // for the cleanup
-		t.Fatalf("the subscriber stopped before it served: %v", err)
+		t.Fatalf("the server stopped before it served: %v", err)
 	case <-time.After(30 * time.Second):
-		t.Fatal("the subscriber is not serving after 30s")
+		t.Fatal("the server is not serving after 30s")
 	}
-	return lis.Addr().String()
 }
 
 // register registers id at addr as an instance of EventServiceName until

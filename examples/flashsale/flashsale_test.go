@@ -94,26 +94,14 @@ func TestFlashSaleRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-	})
+	serveOn(t, srv, lis)
+	ctx := context.Background()
 	conn, err := rpc.NewClient(f.reg, flashsale.ServiceName, rpc.WithClientMetrics(nil), rpc.WithClientLogger(zktest.Logger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	client := flashsalev1.NewFlashSaleServiceClient(conn)
-	select {
-	case <-srv.Ready():
-	case err := <-served:
-		t.Fatalf("serving: %v", err)
-	}
 	// The registry's news reaches the client's resolver a moment later.
 	awaitCount(t, "Stock answered", 1, func() int {
 		if _, err := client.Stock(ctx, &flashsalev1.StockRequest{Item: "i0"}); err != nil {

@@ -135,9 +135,6 @@ func NewCosts(cfg CostsConfig) (*Costs, error) {
 // Name returns "mq-costs".
 func (*Costs) Name() string { return "mq-costs" }
 
-// Config returns the scenario's configuration.
-func (c *Costs) Config() CostsConfig { return c.cfg }
-
 // Run runs the RPC path and then the MQ path, each on a fresh store, on
 // the same schedule, items, probes and retries.
 func (c *Costs) Run(ctx context.Context, env *Env, progress Progress) (*ScenarioResult, error) {

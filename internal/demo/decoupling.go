@@ -109,9 +109,6 @@ func NewDecoupling(cfg DecouplingConfig) (*Decoupling, error) {
 // Name returns "decoupling".
 func (*Decoupling) Name() string { return "decoupling" }
 
-// Config returns the scenario's configuration.
-func (d *Decoupling) Config() DecouplingConfig { return d.cfg }
-
 // Run runs the RPC path and then the MQ path, each on a fresh store, on
 // the same schedule and items, with the same outage.
 func (d *Decoupling) Run(ctx context.Context, env *Env, progress Progress) (*ScenarioResult, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 	"github.com/switchyard-dev/switchyard/internal/devstack"
 	"github.com/switchyard-dev/switchyard/internal/zkconn"
 	"github.com/switchyard-dev/switchyard/lockservice"
@@ -73,7 +74,7 @@ type Env struct {
 	Logger *slog.Logger
 
 	stack   *devstack.Stack
-	closers []func() error // run last first
+	closers benchrun.Stops
 }
 
 // Start brings the stack up: ZooKeeper and NATS (started unless cfg names
@@ -125,7 +126,7 @@ func Start(ctx context.Context, cfg Config) (_ *Env, err error) {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	e.ZK, e.NATS = e.stack.ZK, e.stack.NATS
-	e.closers = append(e.closers, e.stack.Close)
+	e.closers.Add(e.stack.Close)
 
 	sctx, cancel = step()
 	defer cancel()
@@ -133,12 +134,12 @@ func Start(ctx context.Context, cfg Config) (_ *Env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: registry: %w", err)
 	}
-	e.closers = append(e.closers, e.Registry.Close)
+	e.closers.Add(e.Registry.Close)
 	if e.NATSConn, err = e.DialNATS("producers"); err != nil {
 		return nil, err
 	}
 	nc := e.NATSConn
-	e.closers = append(e.closers, func() error { nc.Close(); return nil })
+	e.closers.Add(func() error { nc.Close(); return nil })
 	if e.JetStream, err = jetstream.New(nc); err != nil {
 		return nil, fmt.Errorf("demo: JetStream: %w", err)
 	}
@@ -150,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (_ *Env, err error) {
 		if err != nil {
 			return nil, err
 		}
-		e.closers = append(e.closers, stop)
+		e.closers.Add(stop)
 		e.Replicas = append(e.Replicas, id)
 	}
 
@@ -158,14 +159,14 @@ func Start(ctx context.Context, cfg Config) (_ *Env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: lock client: %w", err)
 	}
-	e.closers = append(e.closers, conn.Close)
+	e.closers.Add(conn.Close)
 	opts := []lockclient.Option{lockclient.WithLogger(cfg.Logger), lockclient.WithOwner("yard-demo-" + e.RunID)}
 	e.Locks = lockclient.New(lockclient.GRPC(conn), opts...)
 	lnc, err := e.DialNATS("locks")
 	if err != nil {
 		return nil, err
 	}
-	e.closers = append(e.closers, func() error { lnc.Close(); return nil })
+	e.closers.Add(func() error { lnc.Close(); return nil })
 	e.LocksNATS = lockclient.New(lockmq.Transport(lnc), opts...)
 	// One lock and unlock over each: the first waits for the registry's
 	// news to reach the client's resolver (lockclient retries UNAVAILABLE).
@@ -196,18 +197,12 @@ func (e *Env) startReplica(ctx context.Context, cfg Config, id string) (stop fun
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("demo: replica %s: %w", id, err), conn.Close())
 	}
-	var stops []func() error
-	stopAll := func() error {
-		var errs []error
-		for i := len(stops) - 1; i >= 0; i-- {
-			errs = append(errs, stops[i]())
-		}
-		return errors.Join(errs...)
-	}
-	stops = append(stops, conn.Close, srv.Close)
+	var stops benchrun.Stops
+	stops.Add(conn.Close)
+	stops.Add(srv.Close)
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, stopAll())
+			err = errors.Join(err, stops.Close())
 		}
 	}()
 
@@ -215,38 +210,29 @@ func (e *Env) startReplica(ctx context.Context, cfg Config, id string) (stop fun
 	if err != nil {
 		return nil, fmt.Errorf("demo: replica %s: %w", id, err)
 	}
-	rs := srv.RPCServer(e.Registry, rpc.WithDrainMargin(50*time.Millisecond), rpc.WithMetrics(nil))
 	// The server lives until stop, not until ctx (a setup step's) ends.
-	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan error, 1)
-	go func() { served <- rs.Serve(serveCtx, lis) }()
-	stops = append(stops, func() error {
-		stopServing()
-		if err := <-served; err != nil {
+	rs, err := startServer(ctx, srv.RPCServer(e.Registry, rpc.WithDrainMargin(50*time.Millisecond), rpc.WithMetrics(nil)), lis)
+	if err != nil {
+		return nil, fmt.Errorf("demo: replica %s: %w", id, err)
+	}
+	stops.Add(func() error {
+		if err := rs.shutdown(); err != nil {
 			return fmt.Errorf("demo: replica %s: %w", id, err)
 		}
 		return nil
 	})
-	select {
-	case <-rs.Ready():
-	case err := <-served:
-		served <- err // for stop
-		return nil, fmt.Errorf("demo: replica %s stopped before it registered: %w", id, err)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("demo: replica %s not registered: %w", id, ctx.Err())
-	}
 
 	nc, err := e.DialNATS("lock-replica-" + id)
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, func() error { nc.Close(); return nil })
+	stops.Add(func() error { nc.Close(); return nil })
 	door, err := lockmq.Serve(nc, srv, lockmq.WithLogger(cfg.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("demo: replica %s: NATS front door: %w", id, err)
 	}
-	stops = append(stops, door.Close)
-	return stopAll, nil
+	stops.Add(door.Close)
+	return stops.Close, nil
 }
 
 // DialNATS opens a NATS connection named "yard-demo-<name>" to the run's
@@ -285,12 +271,7 @@ func (e *Env) Quiet() *slog.Logger {
 // Close stops everything Start started, last first, and waits for it.
 // It is safe to call more than once.
 func (e *Env) Close() error {
-	var errs []error
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		errs = append(errs, e.closers[i]())
-	}
-	e.closers = nil
-	return errors.Join(errs...)
+	return e.closers.Close()
 }
 
 func runID() string {

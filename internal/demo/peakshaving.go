@@ -120,9 +120,6 @@ func NewPeakShaving(cfg PeakShavingConfig) (*PeakShaving, error) {
 // Name returns "peak-shaving".
 func (*PeakShaving) Name() string { return "peak-shaving" }
 
-// Config returns the scenario's configuration.
-func (p *PeakShaving) Config() PeakShavingConfig { return p.cfg }
-
 // Run runs the RPC path and then the MQ path, each on a fresh store, on
 // the same schedule and the same items, and reports them side by side.
 func (p *PeakShaving) Run(ctx context.Context, env *Env, progress Progress) (*ScenarioResult, error) {

@@ -2,7 +2,6 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard-dev/switchyard/examples/flashsale"
+	"github.com/switchyard-dev/switchyard/internal/benchrun"
 	flashsalev1 "github.com/switchyard-dev/switchyard/proto/switchyard/flashsale/v1"
 )
 
@@ -170,15 +170,10 @@ func runSale(ctx context.Context, env *Env, spec saleSpec, prog *progressState) 
 		depth   func(ctx context.Context) (float64, error)
 		down    func(ctx context.Context) error
 		up      func(ctx context.Context) error
-		closers []func() error
+		closers benchrun.Stops
 	)
 	closeAll := func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i]())
-		}
-		closers = nil
-		if err := errors.Join(errs...); err != nil {
+		if err := closers.Close(); err != nil {
 			return fmt.Errorf("demo: %s: %s path: stopping: %w", spec.scenario, spec.path, err)
 		}
 		return nil
@@ -201,7 +196,7 @@ func runSale(ctx context.Context, env *Env, spec saleSpec, prog *progressState) 
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, rp.Close)
+		closers.Add(rp.Close)
 		submit = func(ctx context.Context, req *flashsalev1.PurchaseRequest) (bool, error) {
 			resp, err := rp.Client.Purchase(ctx, req)
 			return resp.GetDuplicate(), err
@@ -229,7 +224,7 @@ func runSale(ctx context.Context, env *Env, spec saleSpec, prog *progressState) 
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, func() error { return mp.Close(context.WithoutCancel(ctx)) })
+		closers.Add(func() error { return mp.Close(context.WithoutCancel(ctx)) })
 		submit = func(ctx context.Context, req *flashsalev1.PurchaseRequest) (bool, error) {
 			ack, err := mp.Queue.Enqueue(ctx, req)
 			return ack != nil && ack.Duplicate, err
@@ -254,7 +249,7 @@ func runSale(ctx context.Context, env *Env, spec saleSpec, prog *progressState) 
 	rec.Restart(start)
 	run.ScheduleEnd = start.Add(spec.profile.Duration())
 	stopSampling := rec.Sample(ColQueueDepth, spec.bucket, depth)
-	closers = append(closers, func() error { stopSampling(); return nil })
+	closers.Add(func() error { stopSampling(); return nil })
 	if prog != nil {
 		prog.set(spec.path, func() string { return pathStage(spec.profile, start, tr) })
 	}
