@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -116,6 +117,20 @@ func CheckRequestID(id string) error {
 		return errorf(codes.InvalidArgument, ErrHeader, " %s: %s is not printable ASCII", HeaderRequestID, Quote(id))
 	}
 	return nil
+}
+
+// MergeRequestID reconciles the request id a request's body carries with
+// the one its header named header carries: it returns the one given (the
+// same if both are), or, if both are given and differ, an InvalidArgument
+// status error.
+func MergeRequestID(body, headerID, header string) (string, error) {
+	switch {
+	case headerID == "" || headerID == body:
+		return body, nil
+	case body == "":
+		return headerID, nil
+	}
+	return "", newError(codes.InvalidArgument, fmt.Sprintf("request id %s in the body and %s in the %s header differ", Quote(body), Quote(headerID), header))
 }
 
 // Header returns m as request headers.

@@ -315,6 +315,33 @@ func TestCheckRequestID(t *testing.T) {
 	}
 }
 
+func TestMergeRequestID(t *testing.T) {
+	tests := []struct {
+		name, body, header, want string
+		differ                   bool
+	}{
+		{name: "neither"},
+		{name: "body only", body: "a", want: "a"},
+		{name: "header only", header: "b", want: "b"},
+		{name: "both, the same", body: "a", header: "a", want: "a"},
+		{name: "both, differing", body: "a", header: "b", differ: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := mq.MergeRequestID(tt.body, tt.header, mq.HeaderRequestID)
+			if tt.differ {
+				if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), mq.HeaderRequestID) {
+					t.Errorf("MergeRequestID(%q, %q) = %q, %v; want InvalidArgument naming %s", tt.body, tt.header, got, err, mq.HeaderRequestID)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("MergeRequestID(%q, %q) = %q, %v; want %q", tt.body, tt.header, got, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestQuote(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{name: "short", in: "a\tb", want: `"a\tb"`},

@@ -583,6 +583,7 @@ func TestPublishReply(t *testing.T) {
 		wantCode codes.Code
 		wantMsg  string
 		wantSent error // PublishReply's error
+		dropsID  bool  // meta.RequestID may not go in a header: none is sent
 	}{
 		{name: "protobuf", meta: mq.Meta{RequestID: "r-1"}, resp: &lockv1.DescribeResponse{Name: "n"}, wantCT: mq.ContentTypeProtobuf},
 		{name: "json asked for", meta: mq.Meta{RequestID: "r-2", Accept: mq.ContentTypeJSON}, resp: &lockv1.DescribeResponse{Name: "n"}, wantCT: mq.ContentTypeJSON},
@@ -590,6 +591,9 @@ func TestPublishReply(t *testing.T) {
 		{name: "status error", meta: mq.Meta{RequestID: "r-3", ContentType: mq.ContentTypeJSON}, err: status.Error(codes.NotFound, "no lock"), wantCT: mq.ContentTypeJSON, wantCode: codes.NotFound, wantMsg: "no lock"},
 		{name: "plain error", meta: mq.Meta{RequestID: "r-4"}, err: errors.New("zk: secret detail"), wantCT: mq.ContentTypeProtobuf, wantCode: codes.Internal, wantMsg: "internal error"},
 		{name: "too large", meta: mq.Meta{RequestID: "r-5"}, resp: &lockv1.DescribeResponse{Name: strings.Repeat("n", limit)}, wantCT: mq.ContentTypeProtobuf, wantCode: codes.ResourceExhausted, wantSent: mq.ErrTooLarge},
+		{name: "request id too long", meta: mq.Meta{RequestID: strings.Repeat("r", mq.MaxRequestIDLen+1)}, resp: &lockv1.DescribeResponse{Name: "n"}, wantCT: mq.ContentTypeProtobuf, dropsID: true},
+		{name: "request id not printable", meta: mq.Meta{RequestID: "r-6\r\nX-Injected: 1"}, resp: &lockv1.DescribeResponse{Name: "n"}, wantCT: mq.ContentTypeProtobuf, dropsID: true},
+		{name: "error with a bad request id", meta: mq.Meta{RequestID: "r-7\x00"}, err: status.Error(codes.NotFound, "no lock"), wantCT: mq.ContentTypeProtobuf, wantCode: codes.NotFound, wantMsg: "no lock", dropsID: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -608,8 +612,15 @@ func TestPublishReply(t *testing.T) {
 			if got := m.Header.Get(mq.HeaderContentType); got != tt.wantCT {
 				t.Errorf("Content-Type %q, want %q", got, tt.wantCT)
 			}
-			if got := m.Header.Get(mq.HeaderRequestID); got != tt.meta.RequestID {
-				t.Errorf("request id %q, want %q", got, tt.meta.RequestID)
+			wantID := tt.meta.RequestID
+			if tt.dropsID {
+				wantID = ""
+			}
+			if got := m.Header.Values(mq.HeaderRequestID); wantID == "" && len(got) != 0 || wantID != "" && (len(got) != 1 || got[0] != wantID) {
+				t.Errorf("request id %q, want %q", got, wantID)
+			}
+			if got := m.Header.Get("X-Injected"); got != "" {
+				t.Errorf("a header X-Injected %q came with the reply", got)
 			}
 			var got lockv1.DescribeResponse
 			err = mq.DecodeReply(m, &got)

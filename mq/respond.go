@@ -133,15 +133,19 @@ func RespondMsgError(msg *nats.Msg, meta Meta, err error) error {
 // with err not nil the error reply of err (see ErrorHeaders), in meta's
 // reply content type, and meta.RequestID, if any, in
 // Switchyard-Request-Id so that a requester awaiting several replies on
-// subject can tell them apart. Encoding failures and replies above nc's
-// maximum payload are answered and reported as Respond does (an error
-// reply whose details do not fit goes with its headers alone). An empty
-// subject is ErrNoReply.
+// subject can tell them apart; a request id that may not go in that
+// header (CheckRequestID fails) is left out. Encoding failures and replies
+// above nc's maximum payload are answered and reported as Respond does (an
+// error reply whose details do not fit goes with its headers alone). An
+// empty subject is ErrNoReply.
 func PublishReply(nc *nats.Conn, subject string, meta Meta, resp proto.Message, err error) error {
 	if nc == nil {
 		return fmt.Errorf("%w to %s: no connection", ErrReply, subject)
 	}
-	rp := publishReplier{nc: nc, to: subject, requestID: meta.RequestID}
+	rp := publishReplier{nc: nc, to: subject}
+	if CheckRequestID(meta.RequestID) == nil {
+		rp.requestID = meta.RequestID
+	}
 	if err != nil {
 		return respondError(rp, meta, err)
 	}

@@ -274,13 +274,11 @@ func (d *Door) refuse(r micro.Request, code codes.Code, msg string) {
 // requestID takes the Switchyard-Request-Id header as the request id when
 // the body has none; both, differing, are INVALID_ARGUMENT.
 func requestID(meta mq.Meta, req *lockv1.AcquireRequest) error {
-	switch {
-	case meta.RequestID == "" || meta.RequestID == req.GetRequestId():
-	case req.GetRequestId() == "":
-		req.RequestId = meta.RequestID
-	default:
-		return status.Errorf(codes.InvalidArgument, "request id %q in the body and %q in the Switchyard-Request-Id header differ", req.GetRequestId(), meta.RequestID)
+	id, err := mq.MergeRequestID(req.GetRequestId(), meta.RequestID, mq.HeaderRequestID)
+	if err != nil {
+		return err
 	}
+	req.RequestId = id
 	return nil
 }
 

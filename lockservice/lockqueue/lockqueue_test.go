@@ -500,7 +500,7 @@ func TestBurst(t *testing.T) {
 		granted += g
 		died += counter(t, reg, "switchyard_lock_queued_dead_total")
 	}
-	if int(granted) != good || int(died) != badCount || int(granted+died) != good+badCount {
+	if int(granted) != good || int(died) != badCount {
 		t.Errorf("granted %v + dead %v, want %d + %d = every request published", granted, died, good, badCount)
 	}
 	t.Logf("%d granted, %d dead-lettered, 20 duplicates refused; drained in %v", int(granted), int(died), drained)

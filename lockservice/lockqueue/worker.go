@@ -293,19 +293,20 @@ func (w *Worker) parse(r *request) error {
 		return status.Errorf(codes.InvalidArgument, "%s %s is not a subject one can publish to", HeaderReplyTo, mq.Quote(rt))
 	}
 	req := &lockv1.AcquireRequest{}
-	if err := mq.Unmarshal(meta.ContentType, r.data, req); err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
+	if err := mq.DecodeBody(r.header, r.data, req); err != nil {
+		return err
 	}
 	switch {
 	case r.replyTo == "":
 		return status.Errorf(codes.InvalidArgument, "no %s header: nowhere to send the outcome", HeaderReplyTo)
 	case r.rid == "":
 		return status.Errorf(codes.InvalidArgument, "no %s header: a queued acquire carries its request id there", HeaderMsgID)
-	case req.GetRequestId() == "":
-		req.RequestId = r.rid
-	case req.GetRequestId() != r.rid:
-		return status.Errorf(codes.InvalidArgument, "request id %s in the body and %s in %s differ", mq.Quote(req.GetRequestId()), mq.Quote(r.rid), HeaderMsgID)
 	}
+	id, err := mq.MergeRequestID(req.GetRequestId(), r.rid, HeaderMsgID)
+	if err != nil {
+		return err
+	}
+	req.RequestId = id
 	if meta.RequestID != "" && meta.RequestID != r.rid {
 		return status.Errorf(codes.InvalidArgument, "request id %s in %s and %s in %s differ", mq.Quote(meta.RequestID), mq.HeaderRequestID, mq.Quote(r.rid), HeaderMsgID)
 	}
@@ -526,17 +527,14 @@ func (w *Worker) inProgress(m jetstream.Msg) func() {
 
 // reply publishes r's outcome to its reply subject (mq.PublishReply):
 // resp, or the error reply of err, in the encoding the request asked for,
-// with its request id. Nothing is sent for a request without a reply
-// subject.
+// with its request id (r.rid; PublishReply leaves out one that may not go
+// in a header). Nothing is sent for a request without a reply subject.
 func (w *Worker) reply(r *request, resp proto.Message, err error) error {
 	if r.replyTo == "" {
 		return nil
 	}
 	meta := r.meta
-	meta.RequestID = ""
-	if r.rid != "" && mq.CheckRequestID(r.rid) == nil {
-		meta.RequestID = r.rid
-	}
+	meta.RequestID = r.rid
 	return mq.PublishReply(w.js.Conn(), r.replyTo, meta, resp, err)
 }
 
