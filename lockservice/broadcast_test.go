@@ -190,6 +190,16 @@ func candidates(t *testing.T, zkc *zk.Conn) map[string]int64 {
 	return nodes
 }
 
+// ownersOf counts the election nodes of each session in nodes (from
+// candidates).
+func ownersOf(nodes map[string]int64) map[int64]int {
+	owners := map[int64]int{}
+	for _, owner := range nodes {
+		owners[owner]++
+	}
+	return owners
+}
+
 // awaitCandidates waits until the election has n nodes.
 func awaitCandidates(t *testing.T, zkc *zk.Conn, n int) {
 	t.Helper()
@@ -360,6 +370,30 @@ func TestBroadcast(t *testing.T) {
 	elected, term := first.replica, first.meta.Term
 	t.Logf("elected %s, term %d", elected, term)
 
+	// A replica's switchyard_lock_broadcast_events_total counts every event
+	// it published, of any lock, so that of the broadcaster only has the
+	// test's own as a lower bound. One not broadcasting publishes nothing:
+	// frozen has the count of each replica known not to be (never elected
+	// yet: 0; its Broadcast returned: the count then), which must not move.
+	events := func(t *testing.T, id string) float64 {
+		t.Helper()
+		return value(t, proms[id], "switchyard_lock_broadcast_events_total", "")
+	}
+	frozen := map[string]float64{}
+	for _, r := range replicas {
+		if r.ID != elected {
+			frozen[r.ID] = 0
+		}
+	}
+	checkFrozen := func(t *testing.T) {
+		t.Helper()
+		for id, want := range frozen {
+			if got := events(t, id); got != want {
+				t.Errorf("%s, not broadcasting: switchyard_lock_broadcast_events_total = %v, want it still %v", id, got, want)
+			}
+		}
+	}
+
 	if err := replicas[0].Server.Broadcast(ctx, nil); err == nil {
 		t.Fatal("Broadcast with a nil publish function returned nil")
 	}
@@ -408,6 +442,7 @@ func TestBroadcast(t *testing.T) {
 				t.Fatalf("%v was published by a replica not elected", p)
 			}
 		}
+		checkFrozen(t)
 	})
 
 	// The broadcaster's context ends: it returns, its node gone, and
@@ -418,6 +453,7 @@ func TestBroadcast(t *testing.T) {
 		stopped := time.Now()
 		old.cancel()
 		old.awaitReturn(t, stopped)
+		frozen[old.r.ID] = events(t, old.r.ID) // final: its Broadcast has returned
 		sid := old.r.Conn.Session()
 		for node, owner := range candidates(t, zkc) {
 			if owner == sid {
@@ -432,6 +468,7 @@ func TestBroadcast(t *testing.T) {
 		}
 		elected, term = p.replica, p.meta.Term
 		t.Logf("%s took over, term %d", elected, term)
+		delete(frozen, elected)
 		l := acquire(t, replicas[0].ID, prefix+"after-handover", 10*time.Second)
 		expect(t, rec.next(t), lockv1.LockEvent_TYPE_GRANTED, l.GetName(), l.GetToken(), false)
 		release(t, l)
@@ -445,6 +482,7 @@ func TestBroadcast(t *testing.T) {
 				t.Fatalf("%v published after its Broadcast returned", p)
 			}
 		}
+		checkFrozen(t)
 	})
 
 	// The broadcaster's replica closes: its Broadcast returns at once
@@ -459,6 +497,7 @@ func TestBroadcast(t *testing.T) {
 		closed := make(chan error, 1)
 		go func() { closed <- b.r.Server.Close() }()
 		b.awaitReturn(t, closing)
+		frozen[b.r.ID] = events(t, b.r.ID) // final: its Broadcast has returned
 		select {
 		case err := <-closed:
 			if err != nil {
@@ -485,25 +524,32 @@ func TestBroadcast(t *testing.T) {
 		if p.replica != last.r.ID || p.meta.Term <= term {
 			t.Fatalf("%v, want it from %s with a term above %d", p, last.r.ID, term)
 		}
+		delete(frozen, last.r.ID)
 		release(t, l)
 		expect(t, rec.next(t), lockv1.LockEvent_TYPE_RELEASED, l.GetName(), l.GetToken(), false)
 		stopped := time.Now()
 		last.cancel()
 		last.awaitReturn(t, stopped)
+		checkFrozen(t)
 	})
 
 	rec.checkTerms(t)
 	checkNothingLeft(t, zkc, before, 0)
-	for id, prom := range proms {
+	// Every Broadcast has returned: each count is final. Each replica was
+	// elected in turn, and counted at least the test's events it published
+	// (and, checked above, nothing while it was not broadcasting).
+	for _, r := range replicas {
 		n := 0
 		for _, p := range rec.records() {
-			if p.replica == id {
+			if p.replica == r.ID {
 				n++
 			}
 		}
-		// The counter counts the events of other locks too.
-		if got := value(t, prom, "switchyard_lock_broadcast_events_total", ""); got < float64(n) {
-			t.Errorf("%s: switchyard_lock_broadcast_events_total = %v, want at least the %d recorded", id, got, n)
+		if n == 0 {
+			t.Errorf("%s published none of the test's events, want each replica elected in turn", r.ID)
+		}
+		if got := events(t, r.ID); got < float64(n) {
+			t.Errorf("%s: switchyard_lock_broadcast_events_total = %v, want at least the %d recorded", r.ID, got, n)
 		}
 	}
 }
@@ -722,6 +768,14 @@ func TestBroadcastSessionLost(t *testing.T) {
 		other = b
 	}
 
+	// The session the replica cut off stands in until the cut, and the
+	// other's, which lasts all along.
+	lostSession, otherSession := cutOff.Conn.Session(), other.Conn.Session()
+	if owners := ownersOf(candidates(t, zkc)); owners[lostSession] != 1 || owners[otherSession] != 1 || len(owners) != 2 {
+		t.Fatalf("election nodes by session %v, want one of %s's session %#x and one of %s's %#x",
+			owners, cutOff.ID, lostSession, other.ID, otherSession)
+	}
+
 	notify, unsubscribe := cutOff.Conn.Subscribe()
 	defer unsubscribe()
 	cutOff.Proxy.Cut()
@@ -747,10 +801,13 @@ func TestBroadcastSessionLost(t *testing.T) {
 
 	cutOff.Proxy.Heal()
 	awaitCandidates(t, zkc, 2) // standing again, in a new session
-	for node, owner := range candidates(t, zkc) {
-		if owner == 0 {
-			t.Fatalf("election node %s is not ephemeral", node)
-		}
+	newSession := cutOff.Conn.Session()
+	if newSession == 0 || newSession == lostSession {
+		t.Fatalf("%s's session is %#x after the heal, want a new one (it was %#x)", cutOff.ID, newSession, lostSession)
+	}
+	if owners := ownersOf(candidates(t, zkc)); owners[newSession] != 1 || owners[otherSession] != 1 || len(owners) != 2 {
+		t.Fatalf("election nodes by session %v, want one of %s's new session %#x and one of %s's %#x",
+			owners, cutOff.ID, newSession, other.ID, otherSession)
 	}
 	if err := held.Unlock(ctx); err != nil {
 		t.Fatal(err)

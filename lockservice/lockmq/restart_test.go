@@ -20,16 +20,29 @@ import (
 )
 
 // renewals is a lockclient.Transport that notes when the latest renewal
-// that succeeded was sent.
+// that succeeded was sent, and until when each lease it granted or
+// renewed is valid, counted from when that request was sent.
 type renewals struct {
 	lockclient.Transport
-	mu   sync.Mutex
-	last time.Time
-	more chan struct{}
+	mu         sync.Mutex
+	last       time.Time
+	validUntil map[string]time.Time // by lock name
+	more       chan struct{}
 }
 
 func newRenewals(t lockclient.Transport) *renewals {
-	return &renewals{Transport: t, more: make(chan struct{}, 1)}
+	return &renewals{Transport: t, validUntil: make(map[string]time.Time), more: make(chan struct{}, 1)}
+}
+
+func (r *renewals) Acquire(ctx context.Context, req *lockv1.AcquireRequest) (*lockv1.Lease, error) {
+	sent := time.Now()
+	lease, err := r.Transport.Acquire(ctx, req)
+	if err == nil {
+		r.mu.Lock()
+		r.validUntil[lease.GetName()] = sent.Add(lease.GetWaited().AsDuration() + lease.GetTtl().AsDuration())
+		r.mu.Unlock()
+	}
+	return lease, err
 }
 
 func (r *renewals) KeepAlive(ctx context.Context, lease *lockv1.Lease) (time.Duration, error) {
@@ -38,6 +51,7 @@ func (r *renewals) KeepAlive(ctx context.Context, lease *lockv1.Lease) (time.Dur
 	if err == nil {
 		r.mu.Lock()
 		r.last = sent
+		r.validUntil[lease.GetName()] = sent.Add(granted)
 		r.mu.Unlock()
 		select {
 		case r.more <- struct{}{}:
@@ -45,6 +59,14 @@ func (r *renewals) KeepAlive(ctx context.Context, lease *lockv1.Lease) (time.Dur
 		}
 	}
 	return granted, err
+}
+
+// valid returns until when the latest grant or renewal of the named lock
+// that succeeded made it valid.
+func (r *renewals) valid(name string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.validUntil[name]
 }
 
 func (r *renewals) sentAfter(since time.Time) bool {
@@ -155,11 +177,22 @@ func TestNATSRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		grantedAt := time.Now()
 		defer l2.Unlock(ctx)
-		if !lostAt.Before(grantedAt) || l2.Token() <= l.Token() {
-			t.Errorf("lost at %v, the next granted at %v with token %d after %d: want the loss first and a higher token",
-				lostAt.Format(time.StampMicro), grantedAt.Format(time.StampMicro), l2.Token(), l.Token())
+		// The loss must be reported before the lease could have run out
+		// at the service — only then can nobody else be granted it yet.
+		// The validity is counted from when the last request that granted
+		// or renewed it was sent; the service counts it from later, when
+		// it handled that request.
+		validUntil := renewed.valid("restart/long")
+		if validUntil.IsZero() {
+			t.Fatal("no grant or renewal of restart/long was recorded")
+		}
+		if !lostAt.Before(validUntil) {
+			t.Errorf("loss reported at %v, not before the lease's validity ended at %v",
+				lostAt.Format(time.StampMicro), validUntil.Format(time.StampMicro))
+		}
+		if l2.Token() <= l.Token() {
+			t.Errorf("the next holder got token %d after %d: want a higher token", l2.Token(), l.Token())
 		}
 	})
 }
