@@ -86,6 +86,18 @@ func TestABBA(t *testing.T) {
 	}
 }
 
+func TestRoundOrder(t *testing.T) {
+	sides := []string{"a", "b", "c"}
+	for i, want := range [][]string{{"a", "b", "c"}, {"c", "b", "a"}, {"a", "b", "c"}, {"c", "b", "a"}} {
+		if got := benchrun.RoundOrder(sides, i); !slices.Equal(got, want) {
+			t.Errorf("RoundOrder round %d = %q, want %q", i, got, want)
+		}
+	}
+	if want := []string{"a", "b", "c"}; !slices.Equal(sides, want) {
+		t.Errorf("RoundOrder changed its argument to %q, want %q", sides, want)
+	}
+}
+
 func TestCellKey(t *testing.T) {
 	if got := benchrun.CellKey(64); got != "c64" {
 		t.Errorf("CellKey(64) = %q, want c64", got)

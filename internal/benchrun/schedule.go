@@ -16,15 +16,21 @@ const MaxConcurrency = 4096
 // in the names of its ratios: "c" + c.
 func CellKey(c int) string { return "c" + strconv.Itoa(c) }
 
-// ABBA returns the two sides in the order round i (from 0) runs them: a
-// then b in even rounds, b then a in odd ones, so that a steady drift
-// affects both alike.
-func ABBA[S any](a, b S, i int) []S {
+// RoundOrder returns the sides in the order round i (from 0) runs them:
+// in the order given in even rounds, in the reverse order in odd ones, so
+// that a steady drift affects them all alike. It returns a new slice and
+// leaves sides as they are.
+func RoundOrder[S any](sides []S, i int) []S {
+	order := slices.Clone(sides)
 	if i%2 == 1 {
-		return []S{b, a}
+		slices.Reverse(order)
 	}
-	return []S{a, b}
+	return order
 }
+
+// ABBA returns the two sides in the order round i (from 0) runs them: a
+// then b in even rounds, b then a in odd ones (RoundOrder of two).
+func ABBA[S any](a, b S, i int) []S { return RoundOrder([]S{a, b}, i) }
 
 // Alternate runs the phases of a schedule in order: for each concurrency
 // c in turn, rounds rounds, each calling phase for sides a and b in ABBA
@@ -36,9 +42,9 @@ func Alternate[S comparable, R any](concurrency []int, rounds int, a, b S, phase
 	return AlternateAll(concurrency, rounds, []S{a, b}, phase)
 }
 
-// AlternateAll is Alternate for any number of distinct sides: in even
-// rounds they run in the order given, in odd ones in the reverse order,
-// so that a steady drift affects them all alike (ABBA for two).
+// AlternateAll is Alternate for any number of distinct sides, each round
+// running them in RoundOrder: in even rounds in the order given, in odd
+// ones in the reverse order (ABBA for two).
 func AlternateAll[S comparable, R any](concurrency []int, rounds int, sides []S, phase func(side S, c, i int) (R, error)) (map[S]map[string][]R, error) {
 	out := make(map[S]map[string][]R, len(sides))
 	for _, s := range sides {
@@ -47,11 +53,7 @@ func AlternateAll[S comparable, R any](concurrency []int, rounds int, sides []S,
 	for _, c := range concurrency {
 		k := CellKey(c)
 		for i := range rounds {
-			order := slices.Clone(sides)
-			if i%2 == 1 {
-				slices.Reverse(order)
-			}
-			for _, s := range order {
+			for _, s := range RoundOrder(sides, i) {
 				r, err := phase(s, c, i)
 				if err != nil {
 					return nil, err
