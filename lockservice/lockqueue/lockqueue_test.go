@@ -876,3 +876,29 @@ func TestEnqueue(t *testing.T) {
 		t.Errorf("%d queued, want 3", got)
 	}
 }
+
+// TestConsumerRecreated deletes the work queue's consumer under a running
+// worker: its pullers find it gone, recreate it, and queued acquires are
+// granted again.
+func TestConsumerRecreated(t *testing.T) {
+	u := unique()
+	st := startStack(t, "recreate-a")
+	st.worker(t, "recreate-a", lockqueue.Config{Concurrency: 4})
+	js := st.js(t)
+	rq := requester(t, js)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := js.DeleteConsumer(ctx, lockqueue.QueueStream, lockqueue.Consumer); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := rq.Acquire(ctx, &lockv1.AcquireRequest{Name: "recreate-" + u, RequestId: "recreate-" + u, Ttl: durationpb.New(10 * time.Second), Wait: true})
+	if err != nil {
+		t.Fatalf("a queued acquire after the consumer was deleted: %v", err)
+	}
+	if _, err := js.Consumer(ctx, lockqueue.QueueStream, lockqueue.Consumer); err != nil {
+		t.Errorf("the consumer after the grant: %v", err)
+	}
+	if _, err := st.replicas["recreate-a"].Server.Release(ctx, &lockv1.ReleaseRequest{Name: lease.GetName(), LeaseId: lease.GetLeaseId(), Token: lease.GetToken()}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -52,6 +52,9 @@ type Worker struct {
 	mu    sync.Mutex // guards queue and cons, which ensure replaces
 	queue jetstream.Stream
 	cons  jetstream.Consumer
+	// recreating serialises recreate: the pullers that found one consumer
+	// gone recreate it once between them.
+	recreating sync.Mutex
 
 	ctx  context.Context // ends at Close
 	stop context.CancelFunc
@@ -195,6 +198,18 @@ func (w *Worker) ensure(ctx context.Context) error {
 	return nil
 }
 
+// recreate runs ensure for a puller that found the queue or its
+// consumer, failed, gone, unless another puller has already replaced
+// failed: one recreation, not one per puller.
+func (w *Worker) recreate(failed jetstream.Consumer) error {
+	w.recreating.Lock()
+	defer w.recreating.Unlock()
+	if w.consumer() != failed {
+		return nil
+	}
+	return w.ensure(w.ctx)
+}
+
 func (w *Worker) consumer() jetstream.Consumer {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -214,7 +229,8 @@ func (w *Worker) stream() jetstream.Stream {
 func (w *Worker) pull() {
 	backoff := 100 * time.Millisecond
 	for w.ctx.Err() == nil {
-		msg, err := w.consumer().Next(jetstream.FetchContext(w.ctx))
+		cons := w.consumer()
+		msg, err := cons.Next(jetstream.FetchContext(w.ctx))
 		switch {
 		case err == nil:
 			backoff = 100 * time.Millisecond
@@ -228,7 +244,7 @@ func (w *Worker) pull() {
 		w.log.Warn("lockqueue: pulling a message", "err", err)
 		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
 			errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders) {
-			if err := w.ensure(w.ctx); err != nil && w.ctx.Err() == nil {
+			if err := w.recreate(cons); err != nil && w.ctx.Err() == nil {
 				w.log.Warn("lockqueue: recreating the queue", "err", err)
 			}
 		}
