@@ -90,7 +90,7 @@ func Request(ctx context.Context, nc *nats.Conn, subject string, req, resp proto
 	if err != nil {
 		return err
 	}
-	return decodeReply(reply, resp, "mq: reply from "+subject)
+	return decodeReplyBody(reply, resp, "from", subject) // RequestMsg has read its status
 }
 
 // DecodeReply reads a reply of the wire contract, however it came (a
@@ -104,20 +104,22 @@ func DecodeReply(msg *nats.Msg, into proto.Message) error {
 	if msg == nil {
 		return newError(codes.Internal, "mq: no reply", ErrDecode)
 	}
-	return decodeReply(msg, into, "mq: reply on "+msg.Subject)
-}
-
-// decodeReply is DecodeReply; what names the reply in error messages.
-func decodeReply(msg *nats.Msg, into proto.Message, what string) error {
 	if err := StatusFromMsg(msg); err != nil {
 		return err
 	}
+	return decodeReplyBody(msg, into, "on", msg.Subject)
+}
+
+// decodeReplyBody decodes the body of a success reply into into; prep and
+// subject name the reply in an error ("mq: reply from orders"), which is
+// the only time they are put together.
+func decodeReplyBody(msg *nats.Msg, into proto.Message, prep, subject string) error {
 	ct, err := contentTypeOrDefault(HeaderValue(msg.Header, HeaderContentType))
 	if err == nil {
 		err = unmarshal(ct, msg.Data, into, true)
 	}
 	if err != nil {
-		return newError(codes.Internal, fmt.Sprintf("%s: %v", what, err), err)
+		return newError(codes.Internal, fmt.Sprintf("mq: reply %s %s: %v", prep, subject, err), err)
 	}
 	return nil
 }
