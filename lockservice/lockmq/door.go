@@ -85,6 +85,13 @@ func Serve(nc *nats.Conn, srv *lockservice.Server, opts ...Option) (*Door, error
 	if o.maxInFlight < 1 {
 		return nil, fmt.Errorf("lockmq: max in flight %d: want 1 or more", o.maxInFlight)
 	}
+	var publish lockservice.Publish
+	if o.events {
+		var err error
+		if publish, err = Publisher(nc, o.eventsType); err != nil {
+			return nil, err
+		}
+	}
 	replica := srv.Replica()
 	d := &Door{nc: nc, log: o.log.With("replica", replica), inFlight: make(chan struct{}, o.maxInFlight), waiting: map[string]map[*waiter]struct{}{}}
 	d.ctx, d.stop = context.WithCancel(context.Background())
@@ -163,8 +170,7 @@ func Serve(nc *nats.Conn, srv *lockservice.Server, opts ...Option) (*Door, error
 			return nil, errors.Join(fmt.Errorf("lockmq: endpoint %s: %w", e.subject, err), d.Close())
 		}
 	}
-	if o.events {
-		publish := Publisher(nc, o.eventsType)
+	if publish != nil {
 		d.wg.Go(func() {
 			if err := srv.Broadcast(d.ctx, publish); err != nil {
 				d.log.Error("lockmq: the event broadcaster stopped", "error", err)

@@ -27,11 +27,14 @@ const (
 // EventSubject(ev.name) over nc, encoded in contentType (mq's
 // ContentTypeProtobuf or ContentTypeJSON; "" is protobuf), with
 // Content-Type, HeaderEventTerm and, on snapshot events, HeaderEventSnapshot.
-// A publish fails only when nc cannot take it (closed, say), which makes
-// the broadcaster step down; while nc reconnects, nats.go buffers.
-func Publisher(nc *nats.Conn, contentType string) lockservice.Publish {
-	if contentType == "" {
-		contentType = mq.ContentTypeProtobuf
+// Another content type is an error here, not at every publish (where it
+// would make the broadcaster step down, again and again). A publish fails
+// only when nc cannot take it (closed, say), which makes the broadcaster
+// step down; while nc reconnects, nats.go buffers.
+func Publisher(nc *nats.Conn, contentType string) (lockservice.Publish, error) {
+	contentType, err := mq.RequestContentType(nats.Header{mq.HeaderContentType: {contentType}})
+	if err != nil {
+		return nil, fmt.Errorf("lockmq: events: %w", err)
 	}
 	return func(_ context.Context, ev *lockv1.LockEvent, meta lockservice.BroadcastMeta) error {
 		data, err := mq.Marshal(contentType, ev)
@@ -48,7 +51,7 @@ func Publisher(nc *nats.Conn, contentType string) lockservice.Publish {
 			return fmt.Errorf("lockmq: publishing an event: %w", err)
 		}
 		return nil
-	}
+	}, nil
 }
 
 // DecodeEvent reads an event message from EventSubject: the event and

@@ -3,6 +3,7 @@ package lockmq_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -431,5 +432,33 @@ func TestMaxInFlight(t *testing.T) {
 	}
 	if err := <-errs; status.Code(err) != codes.Canceled {
 		t.Errorf("the waiting acquire ended with %v, want CANCELLED", err)
+	}
+}
+
+// TestServeBadOptions: options Serve cannot work with are its error, not
+// a door that fails later (a bad events content type would fail every
+// publish and make the broadcaster step down again and again).
+func TestServeBadOptions(t *testing.T) {
+	st := &stack{url: natstest.Start(t).ClientURL(), reg: lbtest.Dial(t), zkAddr: zktest.Shared(t).Addr(0)}
+	r := locktest.StartReplica(t, st.reg, st.zkAddr, "bad-options", 4*time.Second)
+	nc := natstest.Connect(t, st.url)
+	for _, tt := range []struct {
+		name string
+		opt  lockmq.Option
+		is   error
+	}{
+		{"no request in flight", lockmq.WithMaxInFlight(0), nil},
+		{"events in text", lockmq.WithEvents("text/plain"), mq.ErrContentType},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := lockmq.Serve(nc, r.Server, tt.opt)
+			if err == nil {
+				d.Close()
+				t.Fatal("Serve took it")
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("Serve: %v, want %v", err, tt.is)
+			}
+		})
 	}
 }
